@@ -1,0 +1,94 @@
+from django.contrib import admin
+
+from .models import (
+    CustodyEvent,
+    LedgerCheckpoint,
+    Loan,
+    LoanPolicy,
+    Location,
+    Media,
+    ReaderDevice,
+    Tag,
+    TagBinding,
+    Transfer,
+)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """History and projections change only through services and the ledger, never by hand."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Location)
+class LocationAdmin(admin.ModelAdmin):
+    list_display = ["code", "name", "kind", "parent", "shelf_order", "is_active"]
+    list_filter = ["kind", "is_active"]
+    search_fields = ["code", "name"]
+
+
+@admin.register(ReaderDevice)
+class ReaderDeviceAdmin(admin.ModelAdmin):
+    list_display = ["name", "location", "mode", "uid_format", "is_active"]
+    list_filter = ["mode", "is_active"]
+
+
+@admin.register(LoanPolicy)
+class LoanPolicyAdmin(admin.ModelAdmin):
+    list_display = ["name", "media_kind", "destination_kind", "loan_days", "max_renewals"]
+
+
+@admin.register(Media)
+class MediaAdmin(admin.ModelAdmin):
+    list_display = ["code", "kind", "patient", "status", "current_location", "current_holder"]
+    list_filter = ["kind", "status"]
+    search_fields = ["code", "patient__patient_id"]
+    readonly_fields = ["status", "current_location", "current_holder", "last_seen_at", "code", "home_location"]
+    filter_horizontal = ["studies"]
+
+    def has_add_permission(self, request):
+        return False  # registration goes through the ledger (API, station, seed)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Tag)
+class TagAdmin(ReadOnlyAdmin):
+    list_display = ["uid", "technology", "last_counter", "created_at"]
+    search_fields = ["uid"]
+
+
+@admin.register(TagBinding)
+class TagBindingAdmin(ReadOnlyAdmin):
+    list_display = ["tag", "media", "bound_at", "unbound_at"]
+
+
+@admin.register(Loan)
+class LoanAdmin(ReadOnlyAdmin):
+    list_display = ["media", "borrower", "out_at", "due_at", "returned_at"]
+    list_filter = ["returned_at"]
+
+
+@admin.register(Transfer)
+class TransferAdmin(ReadOnlyAdmin):
+    list_display = ["media", "from_location", "to_location", "from_holder", "to_holder", "at"]
+
+
+@admin.register(CustodyEvent)
+class CustodyEventAdmin(ReadOnlyAdmin):
+    list_display = ["seq", "kind", "media", "actor", "device", "to_location", "received_at"]
+    list_filter = ["kind"]
+    search_fields = ["media__code", "tag_uid", "event_id"]
+
+
+@admin.register(LedgerCheckpoint)
+class LedgerCheckpointAdmin(ReadOnlyAdmin):
+    list_display = ["size", "hash", "key_id", "created_at"]

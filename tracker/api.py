@@ -1,0 +1,451 @@
+"""REST API v1: thin views that validate input, call one service or selector, and answer.
+
+Every error has the shape {"error": {"code", "message"}} (tracker.exceptions). Writes accept an
+optional `event_id` (UUID) so a client can retry safely.
+"""
+from django.contrib.auth import get_user_model
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import generics, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from archive.models import Patient
+
+from . import ledger, selectors, services
+from .exceptions import NotOnLoan
+from .choices import MediaKind, MediaStatus, Role, TagTechnology
+from .models import CustodyEvent, Loan, Location, Media, Tag, Transfer
+from .permissions import EVERY_ROLE, READ_ALL_ROLES, STAFF_ROLES, RoleRequired
+
+User = get_user_model()
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = inline_serializer(
+        "ErrorDetail",
+        {
+            "code": serializers.CharField(),
+            "message": serializers.CharField(),
+            "details": serializers.DictField(required=False),
+        },
+    )
+
+
+ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 409)}
+
+
+class RoleAPIView(APIView):
+    permission_classes = [RoleRequired]
+    read_roles = READ_ALL_ROLES
+    write_roles = STAFF_ROLES
+
+
+# --- output serializers ------------------------------------------------------------------------
+
+
+class LocationOut(serializers.ModelSerializer):
+    parent = serializers.SlugRelatedField(slug_field="code", read_only=True)
+
+    class Meta:
+        model = Location
+        fields = ["code", "name", "kind", "parent", "shelf_order", "is_active"]
+
+
+class MediaOut(serializers.ModelSerializer):
+    patient_id = serializers.CharField(source="patient.patient_id", default=None, read_only=True)
+    patient_name = serializers.CharField(source="patient.name", default=None, read_only=True)
+    home_location = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    current_location = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    current_holder = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    studies = serializers.SlugRelatedField(slug_field="study_instance_uid", many=True, read_only=True)
+    tag_uid = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Media
+        fields = [
+            "code", "kind", "description", "patient_id", "patient_name", "studies",
+            "home_location", "status", "current_location", "current_holder", "last_seen_at",
+            "tag_uid",
+        ]
+
+    def get_tag_uid(self, media) -> str | None:
+        for binding in media.tag_bindings.all():
+            if binding.unbound_at is None:
+                return binding.tag.uid
+        return None
+
+
+class EventOut(serializers.ModelSerializer):
+    media = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    device = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    from_location = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    to_location = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    holder = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = CustodyEvent
+        fields = [
+            "seq", "event_id", "kind", "media", "tag_uid", "actor", "device", "from_location",
+            "to_location", "holder", "device_time", "device_counter", "received_at", "payload",
+            "prev_hash", "hash",
+        ]
+
+
+class LoanOut(serializers.ModelSerializer):
+    media = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    borrower = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    destination = serializers.SlugRelatedField(slug_field="code", read_only=True)
+
+    class Meta:
+        model = Loan
+        fields = ["id", "media", "borrower", "destination", "out_at", "due_at", "returned_at"]
+
+
+class TransferOut(serializers.ModelSerializer):
+    media = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    from_location = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    to_location = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    from_holder = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    to_holder = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Transfer
+        fields = ["media", "from_location", "to_location", "from_holder", "to_holder", "at", "seq"]
+
+
+class TagOut(serializers.ModelSerializer):
+    media = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Tag
+        fields = ["uid", "technology", "media", "created_at"]
+
+    def get_media(self, tag) -> str | None:
+        for binding in tag.bindings.all():
+            if binding.unbound_at is None:
+                return binding.media.code
+        return None
+
+
+# --- input fields ------------------------------------------------------------------------------
+
+
+def media_field(**kwargs):
+    return serializers.SlugRelatedField(slug_field="code", queryset=Media.objects.all(), **kwargs)
+
+
+def location_field(**kwargs):
+    return serializers.SlugRelatedField(slug_field="code", queryset=Location.objects.all(), **kwargs)
+
+
+def user_field(**kwargs):
+    return serializers.SlugRelatedField(
+        slug_field="username", queryset=User.objects.filter(is_active=True), **kwargs
+    )
+
+
+class EventIdIn(serializers.Serializer):
+    event_id = serializers.UUIDField(required=False, allow_null=True, default=None)
+
+
+# --- media ---------------------------------------------------------------------------------------
+
+
+class MediaFilter(filters.FilterSet):
+    kind = filters.ChoiceFilter(choices=MediaKind.choices)
+    status = filters.ChoiceFilter(choices=MediaStatus.choices)
+    patient = filters.CharFilter(field_name="patient__patient_id")
+    location = filters.CharFilter(field_name="current_location__code")
+    home = filters.CharFilter(field_name="home_location__code")
+    holder = filters.CharFilter(field_name="current_holder__username")
+    q = filters.CharFilter(method="search", label="Code, patient ID, tag UID, accession")
+
+    class Meta:
+        model = Media
+        fields = ["kind", "status", "patient", "location", "home", "holder", "q"]
+
+    def search(self, queryset, name, value):
+        return queryset & selectors.media_search(user=self.request.user, query=value)
+
+
+class MediaListApi(RoleAPIView, generics.ListAPIView):
+    read_roles = EVERY_ROLE
+    serializer_class = MediaOut
+    filterset_class = MediaFilter
+
+    class InputSerializer(EventIdIn):
+        code = serializers.CharField(max_length=32)
+        kind = serializers.ChoiceField(choices=MediaKind.choices)
+        home_location = location_field()
+        patient_id = serializers.CharField(required=False, allow_blank=True, default="")
+        description = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+
+    def get_queryset(self):
+        return selectors.media_list(user=self.request.user).prefetch_related("tag_bindings__tag")
+
+    @extend_schema(request=InputSerializer, responses={201: MediaOut, **ERRORS})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        patient = None
+        if data.validated_data["patient_id"]:
+            patient = get_object_or_404(Patient, patient_id=data.validated_data["patient_id"])
+        media = services.media_register(
+            code=data.validated_data["code"],
+            kind=data.validated_data["kind"],
+            home_location=data.validated_data["home_location"],
+            patient=patient,
+            description=data.validated_data["description"],
+            actor=request.user,
+            event_id=data.validated_data["event_id"],
+        )
+        return Response(MediaOut(media).data, status=status.HTTP_201_CREATED)
+
+
+class MediaDetailApi(RoleAPIView, generics.RetrieveAPIView):
+    read_roles = EVERY_ROLE
+    serializer_class = MediaOut
+    lookup_field = "code"
+
+    def get_queryset(self):
+        return selectors.media_list(user=self.request.user).prefetch_related("tag_bindings__tag")
+
+
+class MediaChainApi(RoleAPIView, generics.ListAPIView):
+    """The custody chain of one item, newest first (staff, auditors, admins)."""
+
+    serializer_class = EventOut
+
+    def get_queryset(self):
+        media = get_object_or_404(Media, code=self.kwargs["code"])
+        return selectors.custody_chain_for(media=media)
+
+
+class MediaSeenApi(RoleAPIView):
+    class InputSerializer(EventIdIn):
+        location = location_field()
+
+    @extend_schema(request=InputSerializer, responses={200: MediaOut, **ERRORS})
+    def post(self, request, code):
+        media = get_object_or_404(Media, code=code)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        media = services.media_seen(
+            media=media,
+            location=data.validated_data["location"],
+            actor=request.user,
+            event_id=data.validated_data["event_id"],
+        )
+        return Response(MediaOut(media).data)
+
+
+class MediaRetireApi(RoleAPIView):
+    class InputSerializer(EventIdIn):
+        reason = serializers.CharField(max_length=500)
+
+    @extend_schema(request=InputSerializer, responses={200: MediaOut, **ERRORS})
+    def post(self, request, code):
+        media = get_object_or_404(Media, code=code)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        media = services.media_retire(
+            media=media,
+            reason=data.validated_data["reason"],
+            actor=request.user,
+            event_id=data.validated_data["event_id"],
+        )
+        return Response(MediaOut(media).data)
+
+
+# --- locations and tags --------------------------------------------------------------------------
+
+
+class LocationListApi(RoleAPIView, generics.ListAPIView):
+    read_roles = EVERY_ROLE
+    serializer_class = LocationOut
+    filterset_fields = ["kind"]
+
+    def get_queryset(self):
+        return selectors.location_list(user=self.request.user)
+
+
+class LocationDetailApi(RoleAPIView, generics.RetrieveAPIView):
+    read_roles = EVERY_ROLE
+    serializer_class = LocationOut
+    lookup_field = "code"
+
+    def get_queryset(self):
+        return selectors.location_list(user=self.request.user)
+
+
+class TagListApi(RoleAPIView, generics.ListAPIView):
+    serializer_class = TagOut
+
+    def get_queryset(self):
+        return selectors.tag_list(user=self.request.user)
+
+
+class TagBindApi(RoleAPIView):
+    class InputSerializer(EventIdIn):
+        uid = serializers.CharField(max_length=64)
+        media = media_field()
+        technology = serializers.ChoiceField(choices=TagTechnology.choices, required=False)
+
+    @extend_schema(request=InputSerializer, responses={201: TagOut, **ERRORS})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        binding = services.tag_bind(
+            uid=data.validated_data["uid"],
+            media=data.validated_data["media"],
+            technology=data.validated_data.get("technology"),
+            actor=request.user,
+            event_id=data.validated_data["event_id"],
+        )
+        tag = Tag.objects.prefetch_related("bindings__media").get(pk=binding.tag_id)
+        return Response(TagOut(tag).data, status=status.HTTP_201_CREATED)
+
+
+class TagUnbindApi(RoleAPIView):
+    class InputSerializer(EventIdIn):
+        reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
+
+    @extend_schema(request=InputSerializer, responses={200: TagOut, **ERRORS})
+    def post(self, request, uid):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        binding = services.tag_unbind(
+            uid=uid,
+            reason=data.validated_data["reason"],
+            actor=request.user,
+            event_id=data.validated_data["event_id"],
+        )
+        tag = Tag.objects.prefetch_related("bindings__media").get(pk=binding.tag_id)
+        return Response(TagOut(tag).data)
+
+
+# --- loans and transfers -------------------------------------------------------------------------
+
+
+class LoanFilter(filters.FilterSet):
+    open = filters.BooleanFilter(field_name="returned_at", lookup_expr="isnull", label="Open loans only")
+    media = filters.CharFilter(field_name="media__code")
+    borrower = filters.CharFilter(field_name="borrower__username")
+
+    class Meta:
+        model = Loan
+        fields = ["open", "media", "borrower"]
+
+
+class LoanListApi(RoleAPIView, generics.ListAPIView):
+    """Loans; clinicians see only their own. POST checks an item out."""
+
+    read_roles = EVERY_ROLE
+    serializer_class = LoanOut
+    filterset_class = LoanFilter
+
+    class InputSerializer(EventIdIn):
+        media = media_field()
+        borrower = user_field()
+        due_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+        destination = location_field(required=False, allow_null=True, default=None)
+
+        def validate_due_at(self, value):
+            if value is not None and value <= timezone.now():
+                raise serializers.ValidationError("The due date must be in the future.")
+            return value
+
+    def get_queryset(self):
+        return selectors.loan_list(user=self.request.user)
+
+    @extend_schema(request=InputSerializer, responses={201: LoanOut, **ERRORS})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        loan = services.media_check_out(actor=request.user, **data.validated_data)
+        return Response(LoanOut(loan).data, status=status.HTTP_201_CREATED)
+
+
+class LoanDetailApi(RoleAPIView, generics.RetrieveAPIView):
+    read_roles = EVERY_ROLE
+    serializer_class = LoanOut
+
+    def get_queryset(self):
+        return selectors.loan_list(user=self.request.user)
+
+
+class LoanReturnApi(RoleAPIView):
+    class InputSerializer(EventIdIn):
+        location = location_field(required=False, allow_null=True, default=None)
+
+    @extend_schema(request=InputSerializer, responses={200: LoanOut, **ERRORS})
+    def post(self, request, pk):
+        loan = get_object_or_404(Loan, pk=pk)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        if loan.returned_at is None:
+            services.media_return(
+                media=loan.media,
+                location=data.validated_data["location"],
+                actor=request.user,
+                event_id=data.validated_data["event_id"],
+            )
+        else:
+            # Only a retry of the return that closed it is accepted.
+            event = CustodyEvent.objects.filter(seq=loan.returned_seq).first()
+            if event is None or str(event.event_id) != str(data.validated_data["event_id"]):
+                raise NotOnLoan(f"Loan {loan.pk} was already closed.", loan=loan.pk)
+        loan.refresh_from_db()
+        return Response(LoanOut(loan).data)
+
+
+class TransferListApi(RoleAPIView, generics.ListAPIView):
+    read_roles = EVERY_ROLE
+    serializer_class = TransferOut
+
+    class InputSerializer(EventIdIn):
+        media = media_field()
+        to_location = location_field(required=False, allow_null=True, default=None)
+        to_holder = user_field(required=False, allow_null=True, default=None)
+
+    def get_queryset(self):
+        return selectors.transfer_list(user=self.request.user)
+
+    @extend_schema(request=InputSerializer, responses={201: MediaOut, **ERRORS})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        media = services.media_transfer(actor=request.user, **data.validated_data)
+        return Response(MediaOut(media).data, status=status.HTTP_201_CREATED)
+
+
+# --- ledger ------------------------------------------------------------------------------------
+
+
+class LedgerVerifyApi(RoleAPIView):
+    """Recompute the whole chain and check it against the signed checkpoints."""
+
+    read_roles = frozenset({Role.AUDITOR, Role.ADMIN})
+
+    @extend_schema(
+        responses={
+            200: inline_serializer(
+                "LedgerVerification",
+                {
+                    "ok": serializers.BooleanField(),
+                    "events": serializers.IntegerField(),
+                    "head_hash": serializers.CharField(),
+                    "first_bad_seq": serializers.IntegerField(allow_null=True),
+                    "reason": serializers.CharField(),
+                    "checkpoints_checked": serializers.IntegerField(),
+                },
+            ),
+            **ERRORS,
+        }
+    )
+    def get(self, request):
+        return Response(ledger.verify_ledger().as_dict())

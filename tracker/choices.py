@@ -1,0 +1,74 @@
+"""Choice classes for the custody domain; code compares against these, never bare strings."""
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class LocationKind(models.TextChoices):
+    SHELF = "shelf", _("Shelf")
+    ROOM = "room", _("Room")
+    DEPARTMENT = "department", _("Department")
+    EXTERNAL = "external", _("External (another hospital)")
+    TRANSIT = "transit", _("In transit")
+
+
+class MediaKind(models.TextChoices):
+    FILM_JACKET = "film_jacket", _("Film jacket")
+    CD = "cd", _("CD")
+    DVD = "dvd", _("DVD")
+    USB = "usb", _("USB stick")
+    OTHER = "other", _("Other")
+
+
+class MediaStatus(models.TextChoices):
+    ON_SHELF = "on_shelf", _("On shelf")
+    ON_LOAN = "on_loan", _("On loan")
+    IN_TRANSIT = "in_transit", _("In transit")
+    MISSING = "missing", _("Missing")
+    RETIRED = "retired", _("Retired")
+
+
+class TagTechnology(models.TextChoices):
+    ISO14443A = "iso14443a", _("ISO 14443-A (NTAG, MIFARE)")
+    NTAG424 = "ntag424", _("NTAG 424 DNA (SUN)")
+    ISO15693 = "iso15693", _("ISO 15693 (ICODE SLIX)")
+    OTHER = "other", _("Other")
+
+
+class ReaderMode(models.TextChoices):
+    LOCATE = "locate", _("Locate (seen here)")
+    CHECK_IN = "check_in", _("Check in")
+    CHECK_OUT = "check_out", _("Check out")
+    TRANSFER = "transfer", _("Transfer")
+    INVENTORY = "inventory", _("Inventory")
+
+
+class EventKind(models.TextChoices):
+    """What a custody event records. Each kind has one projection rule in tracker.projection."""
+
+    MEDIA_REGISTERED = "media_registered", _("Registered")
+    TAG_BOUND = "tag_bound", _("Tag bound")
+    TAG_UNBOUND = "tag_unbound", _("Tag unbound")
+    CHECKED_OUT = "checked_out", _("Checked out")
+    RETURNED = "returned", _("Returned")
+    TRANSFERRED = "transferred", _("Transferred")
+    SEEN = "seen", _("Seen")
+    RETIRED = "retired", _("Retired")
+
+
+class Role(models.TextChoices):
+    """Django groups that carry a person's role."""
+
+    FILE_ROOM = "file_room", _("File-room staff")
+    CLINICIAN = "clinician", _("Clinician")
+    AUDITOR = "auditor", _("Auditor")
+    ADMIN = "admin", _("Administrator")
+
+
+class UidFormat(models.TextChoices):
+    """How a reader reports a tag's UID (keyboard-wedge readers are configurable)."""
+
+    HEX = "hex", _("Hex, in order")
+    HEX_REVERSED = "hex_reversed", _("Hex, byte-reversed")
+    DECIMAL = "decimal", _("Decimal, in order")
+    DECIMAL_REVERSED_4 = "decimal_reversed_4", _("10-digit decimal of the reversed first 4 bytes")
+    WIEGAND_26 = "wiegand_26", _("Wiegand-26 (facility + card; lossy)")

@@ -1,0 +1,101 @@
+"""Domain errors raised by services, and the one handler that maps every API error to
+`{"error": {"code": ..., "message": ...}}` with 400/401/403/404/409."""
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from django.utils.translation import gettext as _
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+
+class DomainError(Exception):
+    """A rule of the file room said no. `message` is written for the person at the counter."""
+
+    code = "invalid"
+    status = 400
+
+    def __init__(self, message: str, **details):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidRequest(DomainError):
+    code = "invalid"
+    status = 400
+
+
+class UnknownTag(DomainError):
+    code = "unknown_tag"
+    status = 404
+
+
+class UnknownObject(DomainError):
+    code = "not_found"
+    status = 404
+
+
+class Conflict(DomainError):
+    code = "conflict"
+    status = 409
+
+
+class AlreadyOnLoan(Conflict):
+    code = "already_on_loan"
+
+
+class NotOnLoan(Conflict):
+    code = "not_on_loan"
+
+
+class MediaRetired(Conflict):
+    code = "media_retired"
+
+
+class TagBoundElsewhere(Conflict):
+    code = "tag_bound_elsewhere"
+
+
+class MediaAlreadyTagged(Conflict):
+    code = "media_already_tagged"
+
+
+class TagNotBound(Conflict):
+    code = "tag_not_bound"
+
+
+class DuplicateCode(Conflict):
+    code = "duplicate_code"
+
+
+class EventConflict(Conflict):
+    """The same event_id arrived again with a different body: a replay that does not match."""
+
+    code = "event_conflict"
+
+
+def error_body(code: str, message: str, **details) -> dict:
+    error = {"code": code, "message": message}
+    if details:
+        error["details"] = details
+    return {"error": error}
+
+
+def api_exception_handler(exc, context):
+    if isinstance(exc, DomainError):
+        return Response(error_body(exc.code, exc.message, **exc.details), status=exc.status)
+    if isinstance(exc, Http404):
+        exc = drf.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = drf.PermissionDenied()
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, drf.ValidationError):
+        body = error_body("invalid", _("Some fields are not valid."), fields=response.data)
+    else:
+        code = exc.get_codes() if isinstance(exc, drf.APIException) else "error"
+        detail = response.data.get("detail", "") if isinstance(response.data, dict) else ""
+        body = error_body(code if isinstance(code, str) else "error", str(detail))
+    response.data = body
+    return response

@@ -1,0 +1,348 @@
+"""Custody domain: where media are, which tags they carry, who holds them, and the ledger.
+
+Media.status/current_location/current_holder, open Loans, TagBindings and Transfers are a
+projection of the CustodyEvent ledger (tracker.projection applies one event to them); the
+ledger is the source of truth and `manage.py rebuild_projection --check` proves they agree.
+"""
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from .choices import (
+    EventKind,
+    LocationKind,
+    MediaKind,
+    MediaStatus,
+    ReaderMode,
+    TagTechnology,
+    UidFormat,
+)
+
+
+class Location(models.Model):
+    """A place media can be: a shelf in the file room, a clinic, another hospital, a courier."""
+
+    code = models.CharField(_("code"), max_length=32, unique=True)
+    name = models.CharField(_("name"), max_length=120)
+    kind = models.CharField(_("kind"), max_length=16, choices=LocationKind.choices)
+    parent = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="children",
+        verbose_name=_("inside"),
+    )
+    shelf_order = models.PositiveIntegerField(
+        _("shelf order"), default=0, help_text=_("Walking order in the file room (pull lists).")
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        ordering = ["shelf_order", "code"]
+        verbose_name = _("location")
+        verbose_name_plural = _("locations")
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.name}"
+
+
+class ReaderDevice(models.Model):
+    """A reader station: where it stands and what a tap there means."""
+
+    name = models.CharField(_("name"), max_length=64, unique=True)
+    location = models.ForeignKey(
+        Location, on_delete=models.PROTECT, related_name="readers", verbose_name=_("location")
+    )
+    mode = models.CharField(
+        _("mode"), max_length=16, choices=ReaderMode.choices, default=ReaderMode.LOCATE
+    )
+    uid_format = models.CharField(
+        _("UID output format"), max_length=24, choices=UidFormat.choices, default=UidFormat.HEX
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("reader device")
+        verbose_name_plural = _("reader devices")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Tag(models.Model):
+    """An RFID/NFC tag, known by its canonical UID (uppercase hex, see tracker.tags)."""
+
+    uid = models.CharField(_("UID"), max_length=20, unique=True)
+    technology = models.CharField(
+        _("technology"), max_length=16, choices=TagTechnology.choices, default=TagTechnology.ISO14443A
+    )
+    sun_key_encrypted = models.BinaryField(_("SUN key (encrypted)"), null=True, blank=True)
+    last_counter = models.PositiveIntegerField(_("last SUN counter"), null=True, blank=True)
+    created_at = models.DateTimeField(_("first seen"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["uid"]
+        verbose_name = _("tag")
+        verbose_name_plural = _("tags")
+
+    def __str__(self) -> str:
+        return self.uid
+
+
+class Media(models.Model):
+    """A film jacket, disc or stick. Status, location and holder are projected from the ledger."""
+
+    code = models.CharField(_("code"), max_length=32, unique=True)
+    kind = models.CharField(_("kind"), max_length=16, choices=MediaKind.choices)
+    patient = models.ForeignKey(
+        "archive.Patient",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="media",
+        verbose_name=_("patient"),
+    )
+    studies = models.ManyToManyField(
+        "archive.Study", blank=True, related_name="media", verbose_name=_("studies")
+    )
+    description = models.CharField(_("description"), max_length=200, blank=True)
+    home_location = models.ForeignKey(
+        Location, on_delete=models.PROTECT, related_name="home_media", verbose_name=_("home")
+    )
+    status = models.CharField(
+        _("status"), max_length=16, choices=MediaStatus.choices, default=MediaStatus.ON_SHELF
+    )
+    current_location = models.ForeignKey(
+        Location,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="present_media",
+        verbose_name=_("current location"),
+    )
+    current_holder = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="held_media",
+        verbose_name=_("current holder"),
+    )
+    last_seen_at = models.DateTimeField(_("last seen"), null=True, blank=True)
+    created_at = models.DateTimeField(_("registered"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["code"]
+        verbose_name = _("media")
+        verbose_name_plural = _("media")
+        indexes = [models.Index(fields=["status"])]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class TagBinding(models.Model):
+    """Which media a tag was on, and when: history, never overwritten."""
+
+    tag = models.ForeignKey(Tag, on_delete=models.PROTECT, related_name="bindings")
+    media = models.ForeignKey(Media, on_delete=models.PROTECT, related_name="tag_bindings")
+    bound_at = models.DateTimeField(_("bound"))
+    unbound_at = models.DateTimeField(_("unbound"), null=True, blank=True)
+    bound_seq = models.BigIntegerField(_("bound by event"))
+    unbound_seq = models.BigIntegerField(_("unbound by event"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-bound_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tag"], condition=Q(unbound_at__isnull=True), name="one_active_binding_per_tag"
+            ),
+            models.UniqueConstraint(
+                fields=["media"],
+                condition=Q(unbound_at__isnull=True),
+                name="one_active_tag_per_media",
+            ),
+        ]
+        verbose_name = _("tag binding")
+        verbose_name_plural = _("tag bindings")
+
+    def __str__(self) -> str:
+        return f"{self.tag_id} → {self.media_id}"
+
+
+class LoanPolicy(models.Model):
+    """How long a loan runs. The most specific matching rule wins; no rule → DEFAULT_LOAN_DAYS."""
+
+    name = models.CharField(_("name"), max_length=80)
+    media_kind = models.CharField(
+        _("media kind"), max_length=16, choices=MediaKind.choices, blank=True
+    )
+    destination_kind = models.CharField(
+        _("destination kind"), max_length=16, choices=LocationKind.choices, blank=True
+    )
+    loan_days = models.PositiveIntegerField(_("loan days"))
+    max_renewals = models.PositiveIntegerField(_("renewals allowed"), default=1)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("loan policy")
+        verbose_name_plural = _("loan policies")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Loan(models.Model):
+    """A borrower's custody of one item; at most one open loan per media (database-enforced)."""
+
+    media = models.ForeignKey(Media, on_delete=models.PROTECT, related_name="loans")
+    borrower = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="loans"
+    )
+    destination = models.ForeignKey(
+        Location, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    out_at = models.DateTimeField(_("out"))
+    due_at = models.DateTimeField(_("due"))
+    returned_at = models.DateTimeField(_("returned"), null=True, blank=True)
+    out_seq = models.BigIntegerField(_("checked out by event"))
+    returned_seq = models.BigIntegerField(_("closed by event"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-out_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["media"], condition=Q(returned_at__isnull=True), name="one_open_loan_per_media"
+            )
+        ]
+        verbose_name = _("loan")
+        verbose_name_plural = _("loans")
+
+    def __str__(self) -> str:
+        return f"{self.media_id} → {self.borrower_id}"
+
+
+class Transfer(models.Model):
+    """A move of custody to another place or person, as the ledger recorded it."""
+
+    media = models.ForeignKey(Media, on_delete=models.PROTECT, related_name="transfers")
+    from_location = models.ForeignKey(
+        Location, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    to_location = models.ForeignKey(
+        Location, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    from_holder = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    to_holder = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    at = models.DateTimeField(_("at"))
+    seq = models.BigIntegerField(_("event"), unique=True)
+
+    class Meta:
+        ordering = ["-at"]
+        verbose_name = _("transfer")
+        verbose_name_plural = _("transfers")
+
+
+class AppendOnlyError(Exception):
+    """Raised on any attempt to change or remove ledger history through the ORM."""
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise AppendOnlyError("The custody ledger is append-only: rows cannot be updated.")
+
+    def delete(self):
+        raise AppendOnlyError("The custody ledger is append-only: rows cannot be deleted.")
+
+    def bulk_update(self, objs, fields, batch_size=None):
+        raise AppendOnlyError("The custody ledger is append-only: rows cannot be updated.")
+
+    def _raw_delete(self, using):
+        raise AppendOnlyError("The custody ledger is append-only: rows cannot be deleted.")
+
+    _update = update
+
+
+class AppendOnlyModel(models.Model):
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+        base_manager_name = "objects"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise AppendOnlyError(f"{type(self).__name__} rows are append-only.")
+        kwargs["force_insert"] = True
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError(f"{type(self).__name__} rows are append-only.")
+
+
+class CustodyEvent(AppendOnlyModel):
+    """One entry of the hash-chained custody ledger. Written only by tracker.ledger.append()."""
+
+    seq = models.BigIntegerField(_("sequence"), primary_key=True)
+    event_id = models.UUIDField(_("event ID"), unique=True)
+    kind = models.CharField(_("kind"), max_length=24, choices=EventKind.choices)
+    media = models.ForeignKey(
+        Media, on_delete=models.PROTECT, null=True, blank=True, related_name="events"
+    )
+    tag_uid = models.CharField(_("tag UID"), max_length=20, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    device = models.ForeignKey(
+        ReaderDevice, on_delete=models.PROTECT, null=True, blank=True, related_name="events"
+    )
+    from_location = models.ForeignKey(
+        Location, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    to_location = models.ForeignKey(
+        Location, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    holder = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    device_time = models.DateTimeField(_("device time"), null=True, blank=True)
+    device_counter = models.BigIntegerField(_("device counter"), null=True, blank=True)
+    received_at = models.DateTimeField(_("received"))
+    payload = models.JSONField(_("payload"), default=dict, blank=True)
+    prev_hash = models.CharField(_("previous hash"), max_length=64)
+    hash = models.CharField(_("hash"), max_length=64)
+
+    class Meta:
+        ordering = ["seq"]
+        verbose_name = _("custody event")
+        verbose_name_plural = _("custody events")
+        indexes = [models.Index(fields=["media", "seq"])]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.kind}"
+
+
+class LedgerCheckpoint(AppendOnlyModel):
+    """A signed statement "the ledger had `size` events ending in `hash`" (C2SP tlog-checkpoint)."""
+
+    size = models.BigIntegerField(_("events"), unique=True)
+    hash = models.CharField(_("chain hash"), max_length=64)
+    key_id = models.CharField(_("key ID"), max_length=8)
+    note = models.TextField(_("signed note"))
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["size"]
+        verbose_name = _("ledger checkpoint")
+        verbose_name_plural = _("ledger checkpoints")
+
+    def __str__(self) -> str:
+        return f"checkpoint @ {self.size}"

@@ -1,0 +1,203 @@
+"""Apply one custody event to the projection rows (Media status/place/holder, Loan, TagBinding,
+Transfer). Services call `apply()` right after `ledger.append()`; `rebuild()` replays the whole
+ledger through the same function, so the two can never disagree about what an event means."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import transaction
+from django.utils.dateparse import parse_datetime
+
+from .choices import EventKind, LocationKind, MediaStatus
+from .models import CustodyEvent, Loan, Location, Media, Tag, TagBinding, Transfer
+
+
+def status_after_move(location: Location | None, has_open_loan: bool) -> str:
+    if location is not None and location.kind == LocationKind.TRANSIT:
+        return MediaStatus.IN_TRANSIT
+    return MediaStatus.ON_LOAN if has_open_loan else MediaStatus.ON_SHELF
+
+
+def _due_at(event: CustodyEvent) -> datetime:
+    return parse_datetime(event.payload["due_at"])
+
+
+def apply(event: CustodyEvent) -> None:
+    handler = _HANDLERS[event.kind]
+    handler(event)
+
+
+def _media(event: CustodyEvent) -> Media:
+    return Media.objects.select_related("current_location").get(pk=event.media_id)
+
+
+def _open_loan(media_id: int) -> Loan | None:
+    return Loan.objects.filter(media_id=media_id, returned_at__isnull=True).first()
+
+
+def _close_loan(loan: Loan | None, event: CustodyEvent) -> None:
+    if loan is not None:
+        loan.returned_at, loan.returned_seq = event.received_at, event.seq
+        loan.save(update_fields=["returned_at", "returned_seq"])
+
+
+def _open_new_loan(event: CustodyEvent, *, due_at: datetime) -> Loan:
+    return Loan.objects.create(
+        media_id=event.media_id,
+        borrower_id=event.holder_id,
+        destination_id=event.to_location_id,
+        out_at=event.received_at,
+        due_at=due_at,
+        out_seq=event.seq,
+    )
+
+
+def _place(media: Media, event: CustodyEvent, *, status: str, holder_id: int | None) -> None:
+    media.status = status
+    media.current_location_id = event.to_location_id
+    media.current_holder_id = holder_id
+    media.last_seen_at = event.received_at
+    media.save(update_fields=["status", "current_location", "current_holder", "last_seen_at"])
+
+
+def _registered(event: CustodyEvent) -> None:
+    _place(_media(event), event, status=MediaStatus.ON_SHELF, holder_id=None)
+
+
+def _tag_bound(event: CustodyEvent) -> None:
+    tag, _created = Tag.objects.get_or_create(uid=event.tag_uid)
+    TagBinding.objects.create(
+        tag=tag, media_id=event.media_id, bound_at=event.received_at, bound_seq=event.seq
+    )
+
+
+def _tag_unbound(event: CustodyEvent) -> None:
+    TagBinding.objects.filter(tag__uid=event.tag_uid, unbound_at__isnull=True).update(
+        unbound_at=event.received_at, unbound_seq=event.seq
+    )
+
+
+def _checked_out(event: CustodyEvent) -> None:
+    _open_new_loan(event, due_at=_due_at(event))
+    _place(_media(event), event, status=MediaStatus.ON_LOAN, holder_id=event.holder_id)
+
+
+def _returned(event: CustodyEvent) -> None:
+    _close_loan(_open_loan(event.media_id), event)
+    _place(_media(event), event, status=MediaStatus.ON_SHELF, holder_id=None)
+
+
+def _transferred(event: CustodyEvent) -> None:
+    media = _media(event)
+    loan = _open_loan(event.media_id)
+    Transfer.objects.create(
+        media=media,
+        from_location_id=event.from_location_id,
+        to_location_id=event.to_location_id,
+        from_holder_id=media.current_holder_id,
+        to_holder_id=event.holder_id,
+        at=event.received_at,
+        seq=event.seq,
+    )
+    holder_id = media.current_holder_id
+    if event.holder_id is not None:
+        # Handing an item to a person moves the loan to them, keeping its due date.
+        due_at = loan.due_at if loan else _due_at(event)
+        _close_loan(loan, event)
+        loan = _open_new_loan(event, due_at=due_at)
+        holder_id = event.holder_id
+    to_location = Location.objects.get(pk=event.to_location_id) if event.to_location_id else None
+    _place(media, event, status=status_after_move(to_location, loan is not None), holder_id=holder_id)
+
+
+def _seen(event: CustodyEvent) -> None:
+    media = _media(event)
+    if media.status in (MediaStatus.MISSING, MediaStatus.IN_TRANSIT):
+        location = Location.objects.get(pk=event.to_location_id)
+        media.status = status_after_move(location, _open_loan(event.media_id) is not None)
+    media.current_location_id = event.to_location_id
+    media.last_seen_at = event.received_at
+    media.save(update_fields=["status", "current_location", "last_seen_at"])
+
+
+def _retired(event: CustodyEvent) -> None:
+    Media.objects.filter(pk=event.media_id).update(status=MediaStatus.RETIRED)
+
+
+_HANDLERS = {
+    EventKind.MEDIA_REGISTERED: _registered,
+    EventKind.TAG_BOUND: _tag_bound,
+    EventKind.TAG_UNBOUND: _tag_unbound,
+    EventKind.CHECKED_OUT: _checked_out,
+    EventKind.RETURNED: _returned,
+    EventKind.TRANSFERRED: _transferred,
+    EventKind.SEEN: _seen,
+    EventKind.RETIRED: _retired,
+}
+
+
+# --- rebuild ----------------------------------------------------------------------------------
+
+
+def snapshot() -> dict:
+    """Everything the projection claims, in a form that compares equal across a rebuild."""
+    return {
+        "media": {
+            row[0]: row[1:]
+            for row in Media.objects.values_list(
+                "pk", "status", "current_location_id", "current_holder_id", "last_seen_at"
+            )
+        },
+        "loans": set(
+            Loan.objects.values_list(
+                "media_id", "borrower_id", "destination_id", "out_at", "due_at", "returned_at",
+                "out_seq", "returned_seq",
+            )
+        ),
+        "bindings": set(
+            TagBinding.objects.values_list(
+                "tag__uid", "media_id", "bound_at", "unbound_at", "bound_seq", "unbound_seq"
+            )
+        ),
+        "transfers": set(
+            Transfer.objects.values_list(
+                "media_id", "from_location_id", "to_location_id", "from_holder_id",
+                "to_holder_id", "at", "seq",
+            )
+        ),
+    }
+
+
+def differences(before: dict, after: dict, limit: int = 20) -> list[str]:
+    found = []
+    for media_id in sorted(set(before["media"]) | set(after["media"])):
+        if before["media"].get(media_id) != after["media"].get(media_id):
+            found.append(
+                f"media {media_id}: stored {before['media'].get(media_id)} "
+                f"but the ledger gives {after['media'].get(media_id)}"
+            )
+    for name in ("loans", "bindings", "transfers"):
+        for row in sorted(before[name] - after[name], key=str):
+            found.append(f"{name}: {row} is stored but not in the ledger")
+        for row in sorted(after[name] - before[name], key=str):
+            found.append(f"{name}: {row} follows from the ledger but is not stored")
+    return found[:limit]
+
+
+def rebuild(*, check_only: bool) -> list[str]:
+    """Replay the ledger into fresh projection rows; return the differences from what was stored.
+    With check_only the replay is rolled back and nothing changes."""
+    with transaction.atomic():
+        before = snapshot()
+        Loan.objects.all().delete()
+        TagBinding.objects.all().delete()
+        Transfer.objects.all().delete()
+        Media.objects.update(
+            status=MediaStatus.ON_SHELF, current_location=None, current_holder=None, last_seen_at=None
+        )
+        for event in CustodyEvent.objects.order_by("seq").iterator(chunk_size=2000):
+            apply(event)
+        found = differences(before, snapshot())
+        if check_only:
+            transaction.set_rollback(True)
+    return found

@@ -1,0 +1,76 @@
+"""Read-side queries, narrowed to what the asking person's role may see. No side effects."""
+from __future__ import annotations
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from .choices import Role
+from .models import CustodyEvent, Loan, Location, Media, Tag, Transfer
+from .permissions import READ_ALL_ROLES, has_role
+
+
+def media_list(*, user) -> QuerySet[Media]:
+    """Every role may find media (doctors look up a patient's jackets and discs)."""
+    return Media.objects.select_related(
+        "patient", "home_location", "current_location", "current_holder"
+    ).prefetch_related("studies")
+
+
+def media_search(*, user, query: str) -> QuerySet[Media]:
+    media = media_list(user=user)
+    query = (query or "").strip()
+    if not query:
+        return media
+    return media.filter(
+        Q(code__icontains=query)
+        | Q(patient__patient_id__iexact=query)
+        | Q(patient__name__icontains=query)
+        | Q(description__icontains=query)
+        | Q(tag_bindings__tag__uid__iexact=query.replace(":", "").replace(" ", ""),
+            tag_bindings__unbound_at__isnull=True)
+        | Q(studies__accession_number__iexact=query)
+        | Q(studies__study_instance_uid=query)
+    ).distinct()
+
+
+def custody_chain_for(*, media: Media) -> QuerySet[CustodyEvent]:
+    """The item's ledger events, newest first, with who/what/where resolved."""
+    return (
+        CustodyEvent.objects.filter(media=media)
+        .select_related("actor", "device", "from_location", "to_location", "holder")
+        .order_by("-seq")
+    )
+
+
+def loan_list(*, user) -> QuerySet[Loan]:
+    loans = Loan.objects.select_related("media", "borrower", "destination")
+    if has_role(user, READ_ALL_ROLES):
+        return loans
+    return loans.filter(borrower=user)
+
+
+def media_overdue(*, user, now=None) -> QuerySet[Loan]:
+    return loan_list(user=user).filter(returned_at__isnull=True, due_at__lt=now or timezone.now())
+
+
+def transfer_list(*, user) -> QuerySet[Transfer]:
+    transfers = Transfer.objects.select_related(
+        "media", "from_location", "to_location", "from_holder", "to_holder"
+    )
+    if has_role(user, READ_ALL_ROLES):
+        return transfers
+    return transfers.filter(Q(from_holder=user) | Q(to_holder=user))
+
+
+def location_list(*, user) -> QuerySet[Location]:
+    return Location.objects.select_related("parent")
+
+
+def tag_list(*, user) -> QuerySet[Tag]:
+    if not has_role(user, READ_ALL_ROLES):
+        return Tag.objects.none()
+    return Tag.objects.prefetch_related("bindings__media")
+
+
+def can_read_custody_chain(user) -> bool:
+    return has_role(user, READ_ALL_ROLES) or has_role(user, {Role.ADMIN})

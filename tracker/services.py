@@ -1,0 +1,378 @@
+"""Custody services: each is one transaction that checks the file room's rules, appends exactly
+one ledger event and applies it to the projection. They raise tracker.exceptions errors.
+
+Every service takes an optional `event_id` (the idempotency key): the same id asked again with
+the same details returns the original result; with different details it raises EventConflict.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from . import ledger, projection
+from .choices import EventKind, MediaKind, MediaStatus
+from .exceptions import (
+    AlreadyOnLoan,
+    DuplicateCode,
+    InvalidRequest,
+    MediaAlreadyTagged,
+    MediaRetired,
+    NotOnLoan,
+    TagBoundElsewhere,
+    TagNotBound,
+    UnknownTag,
+)
+from .ledger import EventRequest, Read
+from .models import CustodyEvent, Loan, LoanPolicy, Location, Media, ReaderDevice, Tag, TagBinding
+from .tags import UidError, normalise_uid
+
+User = AbstractBaseUser
+
+
+def _record(request: EventRequest, *, from_location=None, payload: dict | None = None) -> CustodyEvent:
+    event = ledger.append(request, from_location=from_location, payload=payload)
+    projection.apply(event)
+    return event
+
+
+def _locked(media: Media) -> Media:
+    """Re-read the item under a row lock so concurrent services on it run one at a time."""
+    locked = (
+        Media.objects.select_for_update()
+        .select_related("current_location", "current_holder")
+        .get(pk=media.pk)
+    )
+    if locked.status == MediaStatus.RETIRED:
+        raise MediaRetired(_("%(code)s is retired and cannot be moved.") % {"code": locked.code})
+    return locked
+
+
+def _name(user) -> str:
+    return user.get_full_name() or user.get_username()
+
+
+def loan_due_at(*, media: Media, destination: Location | None, start: datetime) -> datetime:
+    """Due date from the most specific loan policy for this kind of item and destination."""
+    policies = LoanPolicy.objects.filter(media_kind__in=[media.kind, ""])
+    policies = policies.filter(destination_kind__in=[destination.kind if destination else "", ""])
+    best = max(
+        policies,
+        key=lambda p: (bool(p.media_kind) + bool(p.destination_kind), p.pk),
+        default=None,
+    )
+    days = best.loan_days if best else settings.DEFAULT_LOAN_DAYS
+    return start + timedelta(days=days)
+
+
+@transaction.atomic
+def media_register(
+    *,
+    code: str,
+    kind: str,
+    home_location: Location,
+    actor: User,
+    patient=None,
+    description: str = "",
+    device: ReaderDevice | None = None,
+    event_id=None,
+) -> Media:
+    """Register a jacket, disc or stick on its home shelf."""
+    code = (code or "").strip()
+    if not code:
+        raise InvalidRequest(_("A media code is required."))
+    if kind not in MediaKind.values:
+        raise InvalidRequest(_("“%(kind)s” is not a kind of media.") % {"kind": kind})
+    prior_media = Media.objects.filter(code=code).first()
+    request = EventRequest(
+        EventKind.MEDIA_REGISTERED,
+        media=prior_media,
+        actor=actor,
+        device=device,
+        to_location=home_location,
+        event_id=event_id,
+    )
+    if ledger.replayed(request):
+        return prior_media
+    if prior_media is not None:
+        raise DuplicateCode(_("Media %(code)s is already registered.") % {"code": code})
+    media = Media.objects.create(
+        code=code, kind=kind, home_location=home_location, patient=patient, description=description
+    )
+    request.media = media
+    _record(request, payload={"code": code, "kind": kind, "home_location": home_location.code})
+    media.refresh_from_db()
+    return media
+
+
+def tag_for(uid: str) -> Tag:
+    """The registered tag with this UID (any reader format accepted); UnknownTag otherwise."""
+    try:
+        canonical = normalise_uid(uid)
+    except UidError as exc:
+        raise InvalidRequest(str(exc)) from exc
+    tag = Tag.objects.filter(uid=canonical).first()
+    if tag is None:
+        raise UnknownTag(
+            _("Tag %(uid)s is not bound to any media. Bind it to a jacket or disc first.")
+            % {"uid": canonical},
+            uid=canonical,
+        )
+    return tag
+
+
+def media_for_tag(uid: str) -> Media:
+    tag = tag_for(uid)
+    binding = TagBinding.objects.select_related("media").filter(tag=tag, unbound_at__isnull=True).first()
+    if binding is None:
+        raise UnknownTag(
+            _("Tag %(uid)s is not bound to any media. Bind it to a jacket or disc first.")
+            % {"uid": tag.uid},
+            uid=tag.uid,
+        )
+    return binding.media
+
+
+@transaction.atomic
+def tag_bind(
+    *,
+    uid: str,
+    media: Media,
+    actor: User,
+    technology: str | None = None,
+    device: ReaderDevice | None = None,
+    event_id=None,
+    read: Read | None = None,
+) -> TagBinding:
+    """Bind a tag to an item (the tag is created on first use)."""
+    try:
+        canonical = normalise_uid(uid)
+    except UidError as exc:
+        raise InvalidRequest(str(exc)) from exc
+    read = Read(canonical, read.device_time, read.device_counter) if read else Read(canonical)
+    request = EventRequest(
+        EventKind.TAG_BOUND, media=media, actor=actor, device=device, event_id=event_id, read=read
+    )
+    if prior := ledger.replayed(request):
+        return TagBinding.objects.get(bound_seq=prior.seq)
+    media = _locked(media)
+    tag, _created = Tag.objects.get_or_create(
+        uid=canonical, defaults={"technology": technology} if technology else {}
+    )
+    active = TagBinding.objects.select_related("media").filter(tag=tag, unbound_at__isnull=True).first()
+    if active is not None:
+        raise TagBoundElsewhere(
+            _("Tag %(uid)s is already on %(code)s; unbind it there first.")
+            % {"uid": canonical, "code": active.media.code},
+            uid=canonical,
+            media=active.media.code,
+        )
+    current = TagBinding.objects.select_related("tag").filter(media=media, unbound_at__isnull=True).first()
+    if current is not None:
+        raise MediaAlreadyTagged(
+            _("%(code)s already carries tag %(uid)s; unbind it before binding another.")
+            % {"code": media.code, "uid": current.tag.uid},
+            media=media.code,
+            uid=current.tag.uid,
+        )
+    event = _record(request)
+    return TagBinding.objects.get(bound_seq=event.seq)
+
+
+@transaction.atomic
+def tag_unbind(
+    *, uid: str, actor: User, device: ReaderDevice | None = None, event_id=None, reason: str = ""
+) -> TagBinding:
+    """Take a tag off the item it is on (the binding stays in history)."""
+    tag = tag_for(uid)
+    binding = TagBinding.objects.filter(tag=tag, unbound_at__isnull=True).first()
+    media = binding.media if binding else None
+    request = EventRequest(
+        EventKind.TAG_UNBOUND, media=media, actor=actor, device=device, event_id=event_id, read=Read(tag.uid)
+    )
+    if prior := ledger.replayed(request):
+        return TagBinding.objects.get(unbound_seq=prior.seq)
+    if binding is None:
+        raise TagNotBound(_("Tag %(uid)s is not bound to any media.") % {"uid": tag.uid}, uid=tag.uid)
+    _locked(media)
+    event = _record(request, payload={"reason": reason} if reason else None)
+    return TagBinding.objects.get(unbound_seq=event.seq)
+
+
+@transaction.atomic
+def media_check_out(
+    *,
+    media: Media,
+    borrower: User,
+    actor: User,
+    due_at: datetime | None = None,
+    destination: Location | None = None,
+    device: ReaderDevice | None = None,
+    event_id=None,
+    read: Read | None = None,
+) -> Loan:
+    """Lend an item to a borrower until `due_at` (default: the loan policy)."""
+    request = EventRequest(
+        EventKind.CHECKED_OUT,
+        media=media,
+        actor=actor,
+        device=device,
+        to_location=destination,
+        holder=borrower,
+        event_id=event_id,
+        read=read or Read(),
+    )
+    if prior := ledger.replayed(request):
+        return Loan.objects.get(out_seq=prior.seq)
+    media = _locked(media)
+    if not borrower.is_active:
+        raise InvalidRequest(_("%(name)s's account is disabled.") % {"name": _name(borrower)})
+    if media.status == MediaStatus.ON_LOAN:
+        loan = Loan.objects.select_related("borrower").get(media=media, returned_at__isnull=True)
+        raise AlreadyOnLoan(
+            _("%(code)s is already on loan to %(name)s since %(since)s.")
+            % {
+                "code": media.code,
+                "name": _name(loan.borrower),
+                "since": timezone.localtime(loan.out_at).strftime("%Y-%m-%d %H:%M"),
+            },
+            media=media.code,
+            borrower=loan.borrower.get_username(),
+        )
+    due_at = due_at or loan_due_at(media=media, destination=destination, start=timezone.now())
+    payload = {"due_at": ledger.format_time(due_at)}
+    try:
+        with transaction.atomic():
+            event = _record(request, from_location=media.current_location, payload=payload)
+    except IntegrityError as exc:  # the one-open-loan constraint, should a rule above be bypassed
+        raise AlreadyOnLoan(_("%(code)s is already on loan.") % {"code": media.code}) from exc
+    return Loan.objects.get(out_seq=event.seq)
+
+
+@transaction.atomic
+def media_return(
+    *,
+    media: Media,
+    actor: User,
+    location: Location | None = None,
+    device: ReaderDevice | None = None,
+    event_id=None,
+    read: Read | None = None,
+) -> Media:
+    """Take an item back into the file room (its home shelf unless `location` is given)."""
+    location = location or media.home_location
+    request = EventRequest(
+        EventKind.RETURNED,
+        media=media,
+        actor=actor,
+        device=device,
+        to_location=location,
+        event_id=event_id,
+        read=read or Read(),
+    )
+    if ledger.replayed(request):
+        return Media.objects.get(pk=media.pk)
+    media = _locked(media)
+    if media.status == MediaStatus.ON_SHELF:
+        raise NotOnLoan(
+            _("%(code)s is not on loan: it is already on the shelf at %(place)s.")
+            % {"code": media.code, "place": media.current_location.code if media.current_location else "?"},
+            media=media.code,
+        )
+    _record(request, from_location=media.current_location)
+    return Media.objects.get(pk=media.pk)
+
+
+@transaction.atomic
+def media_transfer(
+    *,
+    media: Media,
+    actor: User,
+    to_location: Location | None = None,
+    to_holder: User | None = None,
+    device: ReaderDevice | None = None,
+    event_id=None,
+    read: Read | None = None,
+) -> Media:
+    """Move an item to another place or hand it to another person.
+
+    Handing it to a person moves the open loan to them (same due date); an item on the shelf
+    must be checked out rather than handed over. A move to a transit location (a courier)
+    puts the item in transit until it is seen or returned."""
+    if to_location is None and to_holder is None:
+        raise InvalidRequest(_("Say where the item goes: a location, a person, or both."))
+    request = EventRequest(
+        EventKind.TRANSFERRED,
+        media=media,
+        actor=actor,
+        device=device,
+        to_location=to_location,
+        holder=to_holder,
+        event_id=event_id,
+        read=read or Read(),
+    )
+    if ledger.replayed(request):
+        return Media.objects.get(pk=media.pk)
+    media = _locked(media)
+    if to_holder is not None:
+        if media.status != MediaStatus.ON_LOAN:
+            raise NotOnLoan(
+                _("%(code)s is not on loan; check it out to give it to someone.")
+                % {"code": media.code},
+                media=media.code,
+            )
+        if not to_holder.is_active:
+            raise InvalidRequest(_("%(name)s's account is disabled.") % {"name": _name(to_holder)})
+    _record(request, from_location=media.current_location)
+    return Media.objects.get(pk=media.pk)
+
+
+@transaction.atomic
+def media_seen(
+    *,
+    media: Media,
+    location: Location,
+    actor: User | None = None,
+    device: ReaderDevice | None = None,
+    event_id=None,
+    read: Read | None = None,
+) -> Media:
+    """Record that an item was read at a location (an item flagged missing is found again)."""
+    request = EventRequest(
+        EventKind.SEEN,
+        media=media,
+        actor=actor,
+        device=device,
+        to_location=location,
+        event_id=event_id,
+        read=read or Read(),
+    )
+    if ledger.replayed(request):
+        return Media.objects.get(pk=media.pk)
+    media = _locked(media)
+    _record(request, from_location=media.current_location)
+    return Media.objects.get(pk=media.pk)
+
+
+@transaction.atomic
+def media_retire(
+    *, media: Media, actor: User, reason: str, device: ReaderDevice | None = None, event_id=None
+) -> Media:
+    """Take an item out of circulation for good (it stays in history)."""
+    request = EventRequest(EventKind.RETIRED, media=media, actor=actor, device=device, event_id=event_id)
+    if ledger.replayed(request):
+        return Media.objects.get(pk=media.pk)
+    media = _locked(media)
+    if media.status == MediaStatus.ON_LOAN:
+        raise AlreadyOnLoan(
+            _("%(code)s is on loan; return it before retiring it.") % {"code": media.code},
+            media=media.code,
+        )
+    if not (reason or "").strip():
+        raise InvalidRequest(_("Give a reason for retiring %(code)s.") % {"code": media.code})
+    _record(request, from_location=media.current_location, payload={"reason": reason.strip()})
+    return Media.objects.get(pk=media.pk)

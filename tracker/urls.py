@@ -1,0 +1,26 @@
+from django.urls import path
+
+from . import api, views
+
+api_urlpatterns = [
+    path("media/", api.MediaListApi.as_view(), name="api-media-list"),
+    path("media/<str:code>/", api.MediaDetailApi.as_view(), name="api-media-detail"),
+    path("media/<str:code>/chain/", api.MediaChainApi.as_view(), name="api-media-chain"),
+    path("media/<str:code>/seen/", api.MediaSeenApi.as_view(), name="api-media-seen"),
+    path("media/<str:code>/retire/", api.MediaRetireApi.as_view(), name="api-media-retire"),
+    path("locations/", api.LocationListApi.as_view(), name="api-location-list"),
+    path("locations/<str:code>/", api.LocationDetailApi.as_view(), name="api-location-detail"),
+    path("tags/", api.TagListApi.as_view(), name="api-tag-list"),
+    path("tags/bind/", api.TagBindApi.as_view(), name="api-tag-bind"),
+    path("tags/<str:uid>/unbind/", api.TagUnbindApi.as_view(), name="api-tag-unbind"),
+    path("loans/", api.LoanListApi.as_view(), name="api-loan-list"),
+    path("loans/<int:pk>/", api.LoanDetailApi.as_view(), name="api-loan-detail"),
+    path("loans/<int:pk>/return/", api.LoanReturnApi.as_view(), name="api-loan-return"),
+    path("transfers/", api.TransferListApi.as_view(), name="api-transfer-list"),
+    path("ledger/verify/", api.LedgerVerifyApi.as_view(), name="api-ledger-verify"),
+]
+
+urlpatterns = [
+    path("", views.media_search, name="media-search"),
+    path("media/<str:code>/", views.media_detail, name="media-detail"),
+]
