@@ -171,6 +171,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "MediaKindEnum": "tracker.choices.MediaKind",
+        "LocationKindEnum": "tracker.choices.LocationKind",
+        "EventKindEnum": "tracker.choices.EventKind",
+        "MediaStatusEnum": "tracker.choices.MediaStatus",
+    },
 }
 
 # The custody ledger's checkpoint signing key (Ed25519, PEM). In development it is generated

@@ -177,7 +177,7 @@ class MediaListApi(RoleAPIView, generics.ListAPIView):
     serializer_class = MediaOut
     filterset_class = MediaFilter
 
-    class InputSerializer(EventIdIn):
+    class MediaRegisterIn(EventIdIn):
         code = serializers.CharField(max_length=32)
         kind = serializers.ChoiceField(choices=MediaKind.choices)
         home_location = location_field()
@@ -187,9 +187,9 @@ class MediaListApi(RoleAPIView, generics.ListAPIView):
     def get_queryset(self):
         return selectors.media_list(user=self.request.user).prefetch_related("tag_bindings__tag")
 
-    @extend_schema(request=InputSerializer, responses={201: MediaOut, **ERRORS})
+    @extend_schema(request=MediaRegisterIn, responses={201: MediaOut, **ERRORS})
     def post(self, request):
-        data = self.InputSerializer(data=request.data)
+        data = self.MediaRegisterIn(data=request.data)
         data.is_valid(raise_exception=True)
         patient = None
         if data.validated_data["patient_id"]:
@@ -219,6 +219,7 @@ class MediaChainApi(RoleAPIView, generics.ListAPIView):
     """The custody chain of one item, newest first (staff, auditors, admins)."""
 
     serializer_class = EventOut
+    queryset = CustodyEvent.objects.none()  # for the schema; get_queryset() answers requests
 
     def get_queryset(self):
         media = get_object_or_404(Media, code=self.kwargs["code"])
@@ -226,13 +227,13 @@ class MediaChainApi(RoleAPIView, generics.ListAPIView):
 
 
 class MediaSeenApi(RoleAPIView):
-    class InputSerializer(EventIdIn):
+    class MediaSeenIn(EventIdIn):
         location = location_field()
 
-    @extend_schema(request=InputSerializer, responses={200: MediaOut, **ERRORS})
+    @extend_schema(request=MediaSeenIn, responses={200: MediaOut, **ERRORS})
     def post(self, request, code):
         media = get_object_or_404(Media, code=code)
-        data = self.InputSerializer(data=request.data)
+        data = self.MediaSeenIn(data=request.data)
         data.is_valid(raise_exception=True)
         media = services.media_seen(
             media=media,
@@ -244,13 +245,13 @@ class MediaSeenApi(RoleAPIView):
 
 
 class MediaRetireApi(RoleAPIView):
-    class InputSerializer(EventIdIn):
+    class MediaRetireIn(EventIdIn):
         reason = serializers.CharField(max_length=500)
 
-    @extend_schema(request=InputSerializer, responses={200: MediaOut, **ERRORS})
+    @extend_schema(request=MediaRetireIn, responses={200: MediaOut, **ERRORS})
     def post(self, request, code):
         media = get_object_or_404(Media, code=code)
-        data = self.InputSerializer(data=request.data)
+        data = self.MediaRetireIn(data=request.data)
         data.is_valid(raise_exception=True)
         media = services.media_retire(
             media=media,
@@ -290,14 +291,14 @@ class TagListApi(RoleAPIView, generics.ListAPIView):
 
 
 class TagBindApi(RoleAPIView):
-    class InputSerializer(EventIdIn):
+    class TagBindIn(EventIdIn):
         uid = serializers.CharField(max_length=64)
         media = media_field()
         technology = serializers.ChoiceField(choices=TagTechnology.choices, required=False)
 
-    @extend_schema(request=InputSerializer, responses={201: TagOut, **ERRORS})
+    @extend_schema(request=TagBindIn, responses={201: TagOut, **ERRORS})
     def post(self, request):
-        data = self.InputSerializer(data=request.data)
+        data = self.TagBindIn(data=request.data)
         data.is_valid(raise_exception=True)
         binding = services.tag_bind(
             uid=data.validated_data["uid"],
@@ -311,12 +312,12 @@ class TagBindApi(RoleAPIView):
 
 
 class TagUnbindApi(RoleAPIView):
-    class InputSerializer(EventIdIn):
+    class TagUnbindIn(EventIdIn):
         reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
 
-    @extend_schema(request=InputSerializer, responses={200: TagOut, **ERRORS})
+    @extend_schema(request=TagUnbindIn, responses={200: TagOut, **ERRORS})
     def post(self, request, uid):
-        data = self.InputSerializer(data=request.data)
+        data = self.TagUnbindIn(data=request.data)
         data.is_valid(raise_exception=True)
         binding = services.tag_unbind(
             uid=uid,
@@ -347,8 +348,9 @@ class LoanListApi(RoleAPIView, generics.ListAPIView):
     read_roles = EVERY_ROLE
     serializer_class = LoanOut
     filterset_class = LoanFilter
+    queryset = Loan.objects.none()  # for the schema; get_queryset() answers requests
 
-    class InputSerializer(EventIdIn):
+    class CheckOutIn(EventIdIn):
         media = media_field()
         borrower = user_field()
         due_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
@@ -362,9 +364,9 @@ class LoanListApi(RoleAPIView, generics.ListAPIView):
     def get_queryset(self):
         return selectors.loan_list(user=self.request.user)
 
-    @extend_schema(request=InputSerializer, responses={201: LoanOut, **ERRORS})
+    @extend_schema(request=CheckOutIn, responses={201: LoanOut, **ERRORS})
     def post(self, request):
-        data = self.InputSerializer(data=request.data)
+        data = self.CheckOutIn(data=request.data)
         data.is_valid(raise_exception=True)
         loan = services.media_check_out(actor=request.user, **data.validated_data)
         return Response(LoanOut(loan).data, status=status.HTTP_201_CREATED)
@@ -373,19 +375,20 @@ class LoanListApi(RoleAPIView, generics.ListAPIView):
 class LoanDetailApi(RoleAPIView, generics.RetrieveAPIView):
     read_roles = EVERY_ROLE
     serializer_class = LoanOut
+    queryset = Loan.objects.none()  # for the schema; get_queryset() answers requests
 
     def get_queryset(self):
         return selectors.loan_list(user=self.request.user)
 
 
 class LoanReturnApi(RoleAPIView):
-    class InputSerializer(EventIdIn):
+    class LoanReturnIn(EventIdIn):
         location = location_field(required=False, allow_null=True, default=None)
 
-    @extend_schema(request=InputSerializer, responses={200: LoanOut, **ERRORS})
+    @extend_schema(request=LoanReturnIn, responses={200: LoanOut, **ERRORS})
     def post(self, request, pk):
         loan = get_object_or_404(Loan, pk=pk)
-        data = self.InputSerializer(data=request.data)
+        data = self.LoanReturnIn(data=request.data)
         data.is_valid(raise_exception=True)
         if loan.returned_at is None:
             services.media_return(
@@ -406,8 +409,9 @@ class LoanReturnApi(RoleAPIView):
 class TransferListApi(RoleAPIView, generics.ListAPIView):
     read_roles = EVERY_ROLE
     serializer_class = TransferOut
+    queryset = Transfer.objects.none()  # for the schema; get_queryset() answers requests
 
-    class InputSerializer(EventIdIn):
+    class TransferIn(EventIdIn):
         media = media_field()
         to_location = location_field(required=False, allow_null=True, default=None)
         to_holder = user_field(required=False, allow_null=True, default=None)
@@ -415,9 +419,9 @@ class TransferListApi(RoleAPIView, generics.ListAPIView):
     def get_queryset(self):
         return selectors.transfer_list(user=self.request.user)
 
-    @extend_schema(request=InputSerializer, responses={201: MediaOut, **ERRORS})
+    @extend_schema(request=TransferIn, responses={201: MediaOut, **ERRORS})
     def post(self, request):
-        data = self.InputSerializer(data=request.data)
+        data = self.TransferIn(data=request.data)
         data.is_valid(raise_exception=True)
         media = services.media_transfer(actor=request.user, **data.validated_data)
         return Response(MediaOut(media).data, status=status.HTTP_201_CREATED)

@@ -43,7 +43,7 @@ def _record(request: EventRequest, *, from_location=None, payload: dict | None =
 def _locked(media: Media) -> Media:
     """Re-read the item under a row lock so concurrent services on it run one at a time."""
     locked = (
-        Media.objects.select_for_update()
+        Media.objects.select_for_update(of=("self",))
         .select_related("current_location", "current_holder")
         .get(pk=media.pk)
     )

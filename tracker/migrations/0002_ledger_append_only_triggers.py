@@ -12,6 +12,12 @@ SQLITE_TRIGGERS = [
     for op in ("UPDATE", "DELETE")
 ]
 
+SQLITE_DROP = [
+    f"DROP TRIGGER IF EXISTS {table}_no_{op}"
+    for table in APPEND_ONLY_TABLES
+    for op in ("update", "delete")
+]
+
 POSTGRES_FUNCTION = """
 CREATE OR REPLACE FUNCTION filmroom_refuse_ledger_change() RETURNS trigger AS $$
 BEGIN
@@ -38,20 +44,19 @@ def create_triggers(apps, schema_editor):
     if statements is None:
         raise RuntimeError(f"Filmroom's ledger needs append-only triggers; {vendor} is not supported.")
     for statement in statements:
-        schema_editor.execute(statement)
+        schema_editor.execute(statement, params=None)
 
 
 def drop_triggers(apps, schema_editor):
     vendor = schema_editor.connection.vendor
+    if vendor == "sqlite":
+        for statement in SQLITE_DROP:
+            schema_editor.execute(statement, params=None)
+        return
     for table in APPEND_ONLY_TABLES:
-        if vendor == "sqlite":
-            for op in ("update", "delete"):
-                schema_editor.execute(f"DROP TRIGGER IF EXISTS {table}_no_{op}")
-        else:
-            schema_editor.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
-            schema_editor.execute(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
-    if vendor == "postgresql":
-        schema_editor.execute("DROP FUNCTION IF EXISTS filmroom_refuse_ledger_change()")
+        schema_editor.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
+        schema_editor.execute(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
+    schema_editor.execute("DROP FUNCTION IF EXISTS filmroom_refuse_ledger_change()")
 
 
 class Migration(migrations.Migration):

@@ -1,0 +1,53 @@
+# The two commands in README's Quick start: `make demo` and `make test`.
+# Everything they need is installed here: a virtualenv with the pinned requirements and, when
+# run as root, the Debian packages listed in DEBIAN_PACKAGES.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PG_URL ?= postgres://postgres@127.0.0.1:5432/test
+DEBIAN_PACKAGES := gettext
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-sqlite test-postgres setup system-packages postgres-up messages
+
+demo: setup messages
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py seed_demo
+	@echo
+	@echo "Filmroom is starting at http://$(HOST):$(PORT)/  (log in with a demo login above; Ctrl-C stops it)"
+	@echo
+	$(BIN)/python manage.py runserver --noreload $(HOST):$(PORT)
+
+test: setup messages
+	$(MAKE) --no-print-directory test-sqlite
+	$(MAKE) --no-print-directory test-postgres
+
+test-sqlite:
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-postgres: postgres-up
+	DATABASE_URL=$(PG_URL) $(BIN)/python -m pytest --create-db $(PYTEST_ARGS)
+
+setup: system-packages $(BIN)/.installed
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+system-packages:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "Please install the Debian packages:$$missing (sudo apt-get install$$missing)" >&2; exit 1; fi; \
+	fi
+
+messages: $(BIN)/.installed
+	$(BIN)/python manage.py compilemessages --ignore=.venv -v0
+
+postgres-up:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
+	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && exit 0; sleep 1; done; \
+	echo "PostgreSQL does not answer on 127.0.0.1:5432; the PostgreSQL half of the suite cannot run." >&2; exit 1

@@ -1,0 +1,156 @@
+"""The usual cast for Filmroom tests: one user per role, a small file room, and helpers.
+
+Tests that need committed data seen by other connections (threads, servers) use the
+`committed_db` fixture instead of pytest-django's transactional_db: Django's flush cannot
+empty the append-only ledger (its triggers refuse DELETE and TRUNCATE), so the fixture
+lifts the triggers for the clean-up only, as the database owner can."""
+import uuid
+from importlib import import_module
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import connection, connections
+from rest_framework.test import APIClient
+
+from tracker import services
+from tracker.choices import LocationKind, MediaKind, Role
+from tracker.models import Location
+
+TEST_PASSWORD = "correct horse battery staple 42"
+
+
+def pytest_collection_modifyitems(config, items):
+    if connection.vendor == "postgresql":
+        return
+    selected, deselected = [], []
+    for item in items:
+        (deselected if item.get_closest_marker("postgres") else selected).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = selected
+
+
+def pytest_configure(config):
+    from django.conf import settings
+
+    # Tests create many users; the production hasher's cost buys nothing here.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _signing_key_in_tmp(settings, tmp_path):
+    """Each test signs checkpoints with its own fresh key (as a new installation would)."""
+    path = tmp_path / "ledger-signing-key.pem"
+    key = Ed25519PrivateKey.generate()
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    settings.LEDGER_SIGNING_KEY_FILE = path
+
+
+def make_user(username: str, role: str | None, **extra):
+    user = get_user_model().objects.create_user(
+        username=username, password=TEST_PASSWORD, first_name=username.title(), **extra
+    )
+    if role:
+        user.groups.add(Group.objects.get_or_create(name=role)[0])
+    return user
+
+
+@pytest.fixture
+def cast(db):
+    """staff, doctor, doctor2, auditor, admin, and nobody (no role)."""
+    return {
+        "staff": make_user("staff", Role.FILE_ROOM),
+        "doctor": make_user("doctor", Role.CLINICIAN),
+        "doctor2": make_user("doctor2", Role.CLINICIAN),
+        "auditor": make_user("auditor", Role.AUDITOR),
+        "admin": make_user("admin", Role.ADMIN),
+        "nobody": make_user("nobody", None),
+    }
+
+
+@pytest.fixture
+def places(db):
+    room = Location.objects.create(code="FR", name="File room", kind=LocationKind.ROOM)
+    return {
+        "room": room,
+        "shelf": Location.objects.create(code="FR-A1", name="Shelf A1", kind=LocationKind.SHELF, parent=room),
+        "shelf2": Location.objects.create(code="FR-A2", name="Shelf A2", kind=LocationKind.SHELF, parent=room),
+        "clinic": Location.objects.create(code="ORTHO", name="Orthopaedics", kind=LocationKind.DEPARTMENT),
+        "external": Location.objects.create(code="EXT", name="City General", kind=LocationKind.EXTERNAL),
+        "courier": Location.objects.create(code="COURIER", name="Courier", kind=LocationKind.TRANSIT),
+    }
+
+
+@pytest.fixture
+def make_media(cast, places):
+    def make(code: str | None = None, kind: str = MediaKind.FILM_JACKET, **kwargs):
+        return services.media_register(
+            code=code or f"M-{uuid.uuid4().hex[:8]}",
+            kind=kind,
+            home_location=kwargs.pop("home_location", places["shelf"]),
+            actor=kwargs.pop("actor", cast["staff"]),
+            **kwargs,
+        )
+
+    return make
+
+
+@pytest.fixture
+def client_for(cast):
+    """client_for("doctor") → an APIClient logged in as that member of the cast."""
+
+    def login(name: str | None) -> APIClient:
+        client = APIClient()
+        if name:
+            client.force_login(cast[name])
+        return client
+
+    return login
+
+
+def wipe_database() -> None:
+    """Empty every Filmroom table, the ledger included, lifting its triggers for this only."""
+    tables = [
+        t
+        for t in connection.introspection.django_table_names(only_existing=True)
+        if t.split("_", 1)[0] in {"tracker", "archive", "auth", "axes", "django"}
+        and t not in {"django_migrations", "django_content_type", "auth_permission"}
+    ]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "ALTER TABLE tracker_custodyevent DISABLE TRIGGER USER;"
+                "ALTER TABLE tracker_ledgercheckpoint DISABLE TRIGGER USER;"
+            )
+            cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+            cursor.execute(
+                "ALTER TABLE tracker_custodyevent ENABLE TRIGGER USER;"
+                "ALTER TABLE tracker_ledgercheckpoint ENABLE TRIGGER USER;"
+            )
+        else:
+            triggers = import_module("tracker.migrations.0002_ledger_append_only_triggers")
+            for statement in triggers.SQLITE_DROP:
+                cursor.execute(statement)
+            cursor.execute("PRAGMA foreign_keys = OFF")
+            for table in tables:
+                cursor.execute(f'DELETE FROM "{table}"')
+            cursor.execute("PRAGMA foreign_keys = ON")
+            for statement in triggers.SQLITE_TRIGGERS:
+                cursor.execute(statement)
+
+
+@pytest.fixture
+def committed_db(django_db_setup, django_db_blocker):
+    """Database access where every service call really commits (for threads and servers)."""
+    with django_db_blocker.unblock():
+        wipe_database()
+        yield
+        connections.close_all()
+        wipe_database()
