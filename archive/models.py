@@ -1,13 +1,14 @@
 """The DICOM side: who the patient is, which studies exist, and what each disc held."""
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class Patient(models.Model):
     """A patient as the hospital identifies them: the medical record number is the key."""
 
     patient_id = models.CharField(_("patient ID (MRN)"), max_length=64, unique=True)
-    name = models.CharField(_("name"), max_length=200, blank=True)
+    name = models.CharField(pgettext_lazy("person", "name"), max_length=200, blank=True)
     birth_date = models.DateField(_("birth date"), null=True, blank=True)
     sex = models.CharField(_("sex"), max_length=1, blank=True)
 

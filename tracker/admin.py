@@ -1,6 +1,9 @@
 from django.contrib import admin
 
+from rest_framework_api_key.admin import APIKeyModelAdmin
+
 from .models import (
+    Badge,
     CustodyEvent,
     LedgerCheckpoint,
     Loan,
@@ -8,6 +11,8 @@ from .models import (
     Location,
     Media,
     ReaderDevice,
+    ReaderKey,
+    ScanRecord,
     Tag,
     TagBinding,
     Transfer,
@@ -92,3 +97,21 @@ class CustodyEventAdmin(ReadOnlyAdmin):
 @admin.register(LedgerCheckpoint)
 class LedgerCheckpointAdmin(ReadOnlyAdmin):
     list_display = ["size", "hash", "key_id", "created_at"]
+
+
+@admin.register(ReaderKey)
+class ReaderKeyAdmin(APIKeyModelAdmin):
+    list_display = [*APIKeyModelAdmin.list_display, "reader"]
+    search_fields = [*APIKeyModelAdmin.search_fields, "reader__name"]
+
+
+@admin.register(Badge)
+class BadgeAdmin(admin.ModelAdmin):
+    list_display = ["uid", "user", "is_active", "created_at"]
+    search_fields = ["uid", "user__username"]
+
+
+@admin.register(ScanRecord)
+class ScanRecordAdmin(ReadOnlyAdmin):
+    list_display = ["received_at", "device", "uid", "mode", "outcome", "message"]
+    list_filter = ["outcome", "mode", "device"]

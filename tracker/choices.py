@@ -72,3 +72,13 @@ class UidFormat(models.TextChoices):
     DECIMAL = "decimal", _("Decimal, in order")
     DECIMAL_REVERSED_4 = "decimal_reversed_4", _("10-digit decimal of the reversed first 4 bytes")
     WIEGAND_26 = "wiegand_26", _("Wiegand-26 (facility + card; lossy)")
+
+
+class ScanOutcome(models.TextChoices):
+    """How a station read ended, as the person at the counter sees it (green/amber/red)."""
+
+    OK = "ok", _("Done")
+    WARNING = "warning", _("Check this")
+    ERROR = "error", _("Refused")
+    UNKNOWN_TAG = "unknown_tag", _("Unknown tag")
+    BADGE = "badge", _("Badge")

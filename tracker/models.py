@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+from rest_framework_api_key.models import AbstractAPIKey
 
 from .choices import (
     EventKind,
@@ -15,6 +16,7 @@ from .choices import (
     MediaKind,
     MediaStatus,
     ReaderMode,
+    ScanOutcome,
     TagTechnology,
     UidFormat,
 )
@@ -63,6 +65,32 @@ class ReaderDevice(models.Model):
     )
     is_active = models.BooleanField(_("active"), default=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    # What the station page chose for the next taps (check-out borrower, transfer destination).
+    borrower = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("borrower for check-outs"),
+    )
+    borrower_chosen_at = models.DateTimeField(null=True, blank=True)
+    destination = models.ForeignKey(
+        Location,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("destination for check-outs and transfers"),
+    )
+    destination_holder = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("person for transfers"),
+    )
 
     class Meta:
         ordering = ["name"]
@@ -71,6 +99,35 @@ class ReaderDevice(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ReaderKey(AbstractAPIKey):
+    """A reader's API key (only its hash is stored); revoke it to cut the reader off."""
+
+    reader = models.ForeignKey(ReaderDevice, on_delete=models.CASCADE, related_name="keys")
+
+    class Meta(AbstractAPIKey.Meta):
+        verbose_name = _("reader key")
+        verbose_name_plural = _("reader keys")
+
+
+class Badge(models.Model):
+    """A staff or doctor badge: tapping it at a check-out station names the borrower."""
+
+    uid = models.CharField(_("UID"), max_length=20, unique=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="badges"
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("issued"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["uid"]
+        verbose_name = _("badge")
+        verbose_name_plural = _("badges")
+
+    def __str__(self) -> str:
+        return self.uid
 
 
 class Tag(models.Model):
@@ -249,6 +306,34 @@ class Transfer(models.Model):
         ordering = ["-at"]
         verbose_name = _("transfer")
         verbose_name_plural = _("transfers")
+
+
+class ScanRecord(models.Model):
+    """Every read a station delivered, with what it meant. Keyed by the read's event_id, which
+    is also the ledger event's id when the read changed custody; a replayed read returns this."""
+
+    event_id = models.UUIDField(_("event ID"), unique=True)
+    device = models.ForeignKey(ReaderDevice, on_delete=models.PROTECT, related_name="scans")
+    raw_uid = models.CharField(_("as read"), max_length=64)
+    uid = models.CharField(_("UID"), max_length=20, blank=True)
+    read_at = models.DateTimeField(_("read at (device clock)"))
+    counter = models.BigIntegerField(_("device counter"), null=True, blank=True)
+    received_at = models.DateTimeField(_("received"), auto_now_add=True)
+    mode = models.CharField(_("mode"), max_length=16, choices=ReaderMode.choices)
+    outcome = models.CharField(_("outcome"), max_length=16, choices=ScanOutcome.choices)
+    code = models.CharField(_("code"), max_length=32, blank=True)
+    message = models.CharField(_("message"), max_length=300, blank=True)
+    media = models.ForeignKey(Media, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    event_seq = models.BigIntegerField(_("ledger event"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["device", "-id"])]
+        verbose_name = _("scan")
+        verbose_name_plural = _("scans")
+
+    def __str__(self) -> str:
+        return f"{self.device_id}:{self.uid or self.raw_uid}"
 
 
 class AppendOnlyError(Exception):

@@ -15,9 +15,11 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from . import ledger, projection
-from .choices import EventKind, MediaKind, MediaStatus
+from .choices import EventKind, MediaKind, MediaStatus, ReaderMode, ScanOutcome
 from .exceptions import (
     AlreadyOnLoan,
+    DomainError,
+    EventConflict,
     DuplicateCode,
     InvalidRequest,
     MediaAlreadyTagged,
@@ -28,7 +30,18 @@ from .exceptions import (
     UnknownTag,
 )
 from .ledger import EventRequest, Read
-from .models import CustodyEvent, Loan, LoanPolicy, Location, Media, ReaderDevice, Tag, TagBinding
+from .models import (
+    Badge,
+    CustodyEvent,
+    Loan,
+    LoanPolicy,
+    Location,
+    Media,
+    ReaderDevice,
+    ScanRecord,
+    Tag,
+    TagBinding,
+)
 from .tags import UidError, normalise_uid
 
 User = AbstractBaseUser
@@ -234,7 +247,7 @@ def media_check_out(
     if media.status == MediaStatus.ON_LOAN:
         loan = Loan.objects.select_related("borrower").get(media=media, returned_at__isnull=True)
         raise AlreadyOnLoan(
-            _("%(code)s is already on loan to %(name)s since %(since)s.")
+            _("%(code)s has been on loan to %(name)s since %(since)s.")
             % {
                 "code": media.code,
                 "name": _name(loan.borrower),
@@ -376,3 +389,125 @@ def media_retire(
         raise InvalidRequest(_("Give a reason for retiring %(code)s.") % {"code": media.code})
     _record(request, from_location=media.current_location, payload={"reason": reason.strip()})
     return Media.objects.get(pk=media.pk)
+
+
+# --- reader stations ------------------------------------------------------------------------
+
+BADGE_BORROWER_SECONDS = 120  # a tapped badge names the borrower for the taps that follow
+
+
+def station_configure(
+    *,
+    device: ReaderDevice,
+    mode: str | None = None,
+    borrower: User | None = None,
+    destination: Location | None = None,
+    destination_holder: User | None = None,
+) -> ReaderDevice:
+    """What the next taps at this station mean (chosen on the station page)."""
+    if mode is not None:
+        if mode not in ReaderMode.values:
+            raise InvalidRequest(_("“%(mode)s” is not a station mode.") % {"mode": mode})
+        device.mode = mode
+    device.borrower = borrower
+    device.borrower_chosen_at = timezone.now() if borrower else None
+    device.destination = destination
+    device.destination_holder = destination_holder
+    device.save(update_fields=["mode", "borrower", "borrower_chosen_at", "destination", "destination_holder"])
+    return device
+
+
+def _scan_conflict(record: ScanRecord, *, device, raw_uid, read_at, counter) -> bool:
+    return (record.device_id, record.raw_uid, record.read_at, record.counter) != (
+        device.pk, raw_uid, read_at, counter,
+    )
+
+
+def scan_record(
+    *, device: ReaderDevice, event_id, raw_uid: str, read_at: datetime, counter: int | None = None
+) -> tuple[ScanRecord, bool]:
+    """Decide what one station read means from the station's mode, record it, and return
+    (record, replayed). A read whose event_id was seen before returns the first record; with
+    other details it raises EventConflict. Custody changes go through the services above, so the
+    read's event_id becomes the ledger event's id."""
+    with transaction.atomic():
+        ledger.lock()  # one reader at a time per event_id, and the ledger's order
+        prior = ScanRecord.objects.filter(event_id=event_id).first()
+        if prior is not None:
+            if _scan_conflict(prior, device=device, raw_uid=raw_uid, read_at=read_at, counter=counter):
+                raise EventConflict(
+                    _("Read %(id)s was already delivered with different details.") % {"id": event_id},
+                    event_id=str(event_id),
+                )
+            return prior, True
+        record = ScanRecord(
+            event_id=event_id, device=device, raw_uid=raw_uid[:64], read_at=read_at, counter=counter,
+            mode=device.mode,
+        )
+        try:
+            with transaction.atomic():
+                _scan_meaning(record, device=device)
+        except DomainError as error:
+            record.outcome = ScanOutcome.UNKNOWN_TAG if isinstance(error, UnknownTag) else ScanOutcome.ERROR
+            record.code, record.message = error.code, error.message[:300]
+        record.save()
+        return record, False
+
+
+def _scan_meaning(record: ScanRecord, *, device: ReaderDevice) -> None:
+    """Fill `record` with what the read did; raise a DomainError to refuse it (nothing changes)."""
+    try:
+        record.uid = normalise_uid(record.raw_uid, fmt=device.uid_format)
+    except UidError as exc:
+        raise InvalidRequest(_("Unreadable tag: %(reason)s") % {"reason": exc}) from exc
+    badge = Badge.objects.select_related("user").filter(uid=record.uid, is_active=True).first()
+    if badge is not None:
+        station_configure(device=device, borrower=badge.user, destination=device.destination,
+                          destination_holder=device.destination_holder)
+        record.outcome, record.code = ScanOutcome.BADGE, "badge"
+        record.message = _("Borrower for the next check-outs: %(name)s") % {"name": _name(badge.user)}
+        return
+    media = media_for_tag(record.uid)
+    record.media = media
+    read = Read(record.uid, record.read_at, record.counter)
+    common = {"media": media, "actor": None, "device": device, "event_id": record.event_id, "read": read}
+    mode = device.mode
+    if mode == ReaderMode.LOCATE:
+        media_seen(location=device.location, **common)
+        record.message = _("%(code)s seen at %(place)s") % {"code": media.code, "place": device.location.name}
+    elif mode == ReaderMode.CHECK_IN:
+        media.refresh_from_db()
+        if media.status == MediaStatus.ON_SHELF:
+            record.outcome, record.code = ScanOutcome.WARNING, "not_on_loan"
+            record.message = _("%(code)s is already checked in (on the shelf at %(place)s).") % {
+                "code": media.code,
+                "place": media.current_location.name if media.current_location else "?",
+            }
+            return
+        media_return(location=device.location, **common)
+        record.message = _("%(code)s checked in at %(place)s") % {"code": media.code, "place": device.location.name}
+    elif mode == ReaderMode.CHECK_OUT:
+        borrower = _station_borrower(device)
+        loan = media_check_out(borrower=borrower, destination=device.destination, **common)
+        record.message = _("%(code)s checked out to %(name)s, due %(due)s") % {
+            "code": media.code,
+            "name": _name(borrower),
+            "due": timezone.localtime(loan.due_at).strftime("%Y-%m-%d"),
+        }
+    elif mode == ReaderMode.TRANSFER:
+        if device.destination is None and device.destination_holder is None:
+            raise InvalidRequest(_("Choose where the items go on the station page first."))
+        media_transfer(to_location=device.destination, to_holder=device.destination_holder, **common)
+        record.message = _("%(code)s transferred") % {"code": media.code}
+    else:  # inventory: reads are recorded; the inventory session decides what they mean
+        record.outcome, record.code = ScanOutcome.OK, "inventory_read"
+        record.message = _("%(code)s read for inventory") % {"code": media.code}
+        return
+    record.outcome, record.code = ScanOutcome.OK, mode
+    record.event_seq = CustodyEvent.objects.only("seq").get(event_id=record.event_id).seq
+
+
+def _station_borrower(device: ReaderDevice) -> User:
+    if device.borrower is None:
+        raise InvalidRequest(_("Choose the borrower on the station page or tap their badge first."))
+    return device.borrower
