@@ -12,10 +12,13 @@ from django.utils.translation import gettext as _
 
 from .choices import UidFormat
 
-UID_LENGTHS = (4, 7, 10)  # ISO 14443 single/double/triple size; ISO 15693 UIDs are 8 bytes
-VALID_LENGTHS = {4, 7, 8, 10}
+# ISO 14443 single/double/triple size (4, 7, 10) and ISO 15693 (8), shortest first: a decimal
+# read without a known length takes the shortest that holds it.
+UID_LENGTHS = (4, 7, 8, 10)
+VALID_LENGTHS = frozenset(UID_LENGTHS)
 _SEPARATORS = re.compile(r"[\s:.\-]")
-_AZERTY_DIGITS = str.maketrans("&é\"'(-è_çà", "1234567890")
+_AZERTY_ROW = "&é\"'(-è_çà"
+_AZERTY_DIGITS = str.maketrans(_AZERTY_ROW, "1234567890")
 
 
 class UidError(ValueError):
@@ -25,7 +28,7 @@ class UidError(ValueError):
 def normalise_uid(raw: str, *, fmt: str = UidFormat.HEX, byte_length: int | None = None) -> str:
     """Return the canonical UID (uppercase hex) for what a reader reported in format `fmt`."""
     if raw is None or not str(raw).strip():
-        raise UidError(_("Empty tag read."))
+        raise UidError(_("The reader sent nothing. Tap the tag again."))
     text = str(raw).strip()
     if fmt in (UidFormat.HEX, UidFormat.HEX_REVERSED):
         data = _hex_bytes(text)
@@ -37,13 +40,20 @@ def normalise_uid(raw: str, *, fmt: str = UidFormat.HEX, byte_length: int | None
         data = _decimal_bytes(text, 4)[::-1]
     elif fmt == UidFormat.WIEGAND_26:
         raise UidError(
-            _("Wiegand-26 output keeps only facility and card number; set the reader to hex.")
+            _(
+                "Wiegand-26 output keeps only a facility code and card number, not the tag's UID, "
+                "so the tag cannot be identified. Set the reader to hex output."
+            )
         )
     else:
         raise UidError(_("Unknown reader output format %(fmt)s.") % {"fmt": fmt})
     if len(data) not in VALID_LENGTHS:
         raise UidError(
-            _("A tag UID has 4, 7, 8 or 10 bytes; this read has %(n)d.") % {"n": len(data)}
+            _(
+                "A tag UID has 4, 7, 8 or 10 bytes; this read has %(n)d. Check the reader's "
+                "output format."
+            )
+            % {"n": len(data)}
         )
     return data.hex().upper()
 
@@ -52,15 +62,36 @@ def _hex_bytes(text: str) -> bytes:
     compact = _SEPARATORS.sub("", text)
     if compact[:2].lower() == "0x":
         compact = compact[2:]
-    if not compact or len(compact) % 2 or not re.fullmatch(r"[0-9A-Fa-f]+", compact):
-        raise UidError(_("“%(raw)s” is not a hex tag UID.") % {"raw": text[:40]})
+    if not re.fullmatch(r"[0-9A-Fa-f]+", compact):
+        if any(char in _AZERTY_ROW.replace("-", "") for char in compact):
+            raise UidError(
+                _(
+                    "“%(raw)s” looks like digits typed on a French (AZERTY) keyboard. Set the "
+                    "reader to a decimal format, or the station's keyboard layout to US."
+                )
+                % {"raw": text[:40]}
+            )
+        raise UidError(
+            _("“%(raw)s” is not a tag UID: expected hex digits such as 04:A1:B2:C3:D4:E5:F6.")
+            % {"raw": text[:40]}
+        )
+    if len(compact) % 2:
+        raise UidError(
+            _(
+                "“%(raw)s” has an odd number of hex digits (%(n)d); a byte is two digits, so part "
+                "of the read is missing. Tap the tag again."
+            )
+            % {"raw": text[:40], "n": len(compact)}
+        )
     return bytes.fromhex(compact)
 
 
 def _decimal_bytes(text: str, byte_length: int | None) -> bytes:
     digits = text.translate(_AZERTY_DIGITS)
     if not digits.isascii() or not digits.isdigit():
-        raise UidError(_("“%(raw)s” is not a decimal tag number.") % {"raw": text[:40]})
+        raise UidError(
+            _("“%(raw)s” is not a decimal tag number: expected digits only.") % {"raw": text[:40]}
+        )
     value = int(digits)
     if byte_length is None:
         needed = max(1, (value.bit_length() + 7) // 8)
