@@ -325,6 +325,7 @@ class ScanRecord(models.Model):
     message = models.CharField(_("message"), max_length=300, blank=True)
     media = models.ForeignKey(Media, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     event_seq = models.BigIntegerField(_("ledger event"), null=True, blank=True)
+    undo_seq = models.BigIntegerField(_("undone by event"), null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]

@@ -18,6 +18,7 @@ from . import ledger, projection
 from .choices import EventKind, MediaKind, MediaStatus, ReaderMode, ScanOutcome
 from .exceptions import (
     AlreadyOnLoan,
+    Conflict,
     DomainError,
     EventConflict,
     DuplicateCode,
@@ -41,6 +42,7 @@ from .models import (
     ScanRecord,
     Tag,
     TagBinding,
+    Transfer,
 )
 from .tags import UidError, normalise_uid
 
@@ -51,6 +53,10 @@ def _record(request: EventRequest, *, from_location=None, payload: dict | None =
     event = ledger.append(request, from_location=from_location, payload=payload)
     projection.apply(event)
     return event
+
+
+def _with_undo(payload: dict, undo_of: int | None) -> dict:
+    return {**payload, "undo_of": undo_of} if undo_of is not None else payload
 
 
 def _locked(media: Media) -> Media:
@@ -227,8 +233,10 @@ def media_check_out(
     device: ReaderDevice | None = None,
     event_id=None,
     read: Read | None = None,
+    undo_of: int | None = None,
 ) -> Loan:
-    """Lend an item to a borrower until `due_at` (default: the loan policy)."""
+    """Lend an item to a borrower until `due_at` (default: the loan policy).
+    `undo_of` names the event this one compensates (station undo)."""
     request = EventRequest(
         EventKind.CHECKED_OUT,
         media=media,
@@ -257,7 +265,7 @@ def media_check_out(
             borrower=loan.borrower.get_username(),
         )
     due_at = due_at or loan_due_at(media=media, destination=destination, start=timezone.now())
-    payload = {"due_at": ledger.format_time(due_at)}
+    payload = _with_undo({"due_at": ledger.format_time(due_at)}, undo_of)
     try:
         with transaction.atomic():
             event = _record(request, from_location=media.current_location, payload=payload)
@@ -275,6 +283,7 @@ def media_return(
     device: ReaderDevice | None = None,
     event_id=None,
     read: Read | None = None,
+    undo_of: int | None = None,
 ) -> Media:
     """Take an item back into the file room (its home shelf unless `location` is given)."""
     location = location or media.home_location
@@ -296,7 +305,7 @@ def media_return(
             % {"code": media.code, "place": media.current_location.code if media.current_location else "?"},
             media=media.code,
         )
-    _record(request, from_location=media.current_location)
+    _record(request, from_location=media.current_location, payload=_with_undo({}, undo_of))
     return Media.objects.get(pk=media.pk)
 
 
@@ -310,6 +319,7 @@ def media_transfer(
     device: ReaderDevice | None = None,
     event_id=None,
     read: Read | None = None,
+    undo_of: int | None = None,
 ) -> Media:
     """Move an item to another place or hand it to another person.
 
@@ -340,7 +350,7 @@ def media_transfer(
             )
         if not to_holder.is_active:
             raise InvalidRequest(_("%(name)s's account is disabled.") % {"name": _name(to_holder)})
-    _record(request, from_location=media.current_location)
+    _record(request, from_location=media.current_location, payload=_with_undo({}, undo_of))
     return Media.objects.get(pk=media.pk)
 
 
@@ -511,3 +521,44 @@ def _station_borrower(device: ReaderDevice) -> User:
     if device.borrower is None:
         raise InvalidRequest(_("Choose the borrower on the station page or tap their badge first."))
     return device.borrower
+
+
+UNDO_SECONDS = 120
+
+
+@transaction.atomic
+def scan_undo(*, record: ScanRecord, actor: User) -> CustodyEvent:
+    """Undo a station's check-out, check-in or transfer shortly after it happened, by appending
+    the compensating event (history is never edited). Refused when the item moved since."""
+    record = ScanRecord.objects.select_for_update().select_related("media").get(pk=record.pk)
+    if record.undo_seq is not None:
+        raise Conflict(_("This scan was already undone."))
+    if record.outcome != ScanOutcome.OK or record.event_seq is None or record.code not in (
+        ReaderMode.CHECK_OUT, ReaderMode.CHECK_IN, ReaderMode.TRANSFER
+    ):
+        raise InvalidRequest(_("Only a check-out, check-in or transfer can be undone."))
+    if timezone.now() - record.received_at > timedelta(seconds=UNDO_SECONDS):
+        raise Conflict(
+            _("Too late to undo: it is more than %(n)d seconds old. Record the correction as a new action.")
+            % {"n": UNDO_SECONDS}
+        )
+    event = CustodyEvent.objects.get(seq=record.event_seq)
+    latest = CustodyEvent.objects.filter(media_id=event.media_id).order_by("-seq").values_list("seq", flat=True).first()
+    if latest != event.seq:
+        raise Conflict(_("%(code)s has moved since this scan; undo refused.") % {"code": record.media.code})
+    media = record.media
+    if event.kind == EventKind.CHECKED_OUT:
+        media_return(media=media, actor=actor, location=event.from_location or media.home_location,
+                     undo_of=event.seq)
+    elif event.kind == EventKind.RETURNED:
+        loan = Loan.objects.get(returned_seq=event.seq)
+        media_check_out(media=media, borrower=loan.borrower, actor=actor, due_at=loan.due_at,
+                        destination=loan.destination, undo_of=event.seq)
+    else:
+        transfer = Transfer.objects.get(seq=event.seq)
+        media_transfer(media=media, actor=actor, to_location=transfer.from_location,
+                       to_holder=transfer.from_holder if transfer.to_holder_id else None, undo_of=event.seq)
+    undo = CustodyEvent.objects.filter(media_id=event.media_id).order_by("-seq").first()
+    record.undo_seq = undo.seq
+    record.save(update_fields=["undo_seq"])
+    return undo
