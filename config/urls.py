@@ -1,9 +1,15 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from django.contrib.auth.decorators import login_required
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularSwaggerView
 
+from tracker import api
 from tracker.urls import api_urlpatterns
+
+# The schema and its docs need a login (any role): a hospital network keeps even the shape of
+# its systems to its own staff. The docs page loads Swagger UI from this site (sidecar), no CDN.
+docs_view = login_required(SpectacularSwaggerView.as_view(url_name="api-schema"))
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -11,7 +17,12 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/v1/", include(api_urlpatterns)),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/schema/", api.SchemaApi.as_view(), name="api-schema"),
+    path("api/docs/", docs_view, name="api-docs"),
+    # After every API route: any other address under /api/ is a JSON 404, whatever DEBUG says.
+    re_path(r"^api/", api.not_found),
     path("", include("tracker.urls")),
 ]
+
+handler404 = "tracker.views.page_not_found"
+handler500 = "tracker.views.server_error"

@@ -4,21 +4,34 @@ Every error has the shape {"error": {"code", "message"}} (tracker.exceptions). W
 optional `event_id` (UUID) so a client can retry safely.
 """
 from django.contrib.auth import get_user_model
-from django.shortcuts import get_object_or_404
+from django.http import JsonResponse
+from django.urls import Resolver404, resolve, reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework import generics, serializers, status
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from archive.models import Patient
 
 from . import ledger, selectors, services
-from .exceptions import NotOnLoan
 from .choices import MediaKind, MediaStatus, Role, TagTechnology
+from .exceptions import NotOnLoan, UnknownObject, error_body
 from .models import CustodyEvent, Loan, Location, Media, Tag, Transfer
-from .permissions import EVERY_ROLE, READ_ALL_ROLES, STAFF_ROLES, RoleRequired
+from .permissions import (
+    EVERY_ROLE,
+    READ_ALL_ROLES,
+    STAFF_ROLES,
+    LoginSessionAuthentication,
+    RoleRequired,
+)
+from .tags import UidError, normalise_uid
 
 User = get_user_model()
 
@@ -38,6 +51,7 @@ ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 409)}
 
 
 class RoleAPIView(APIView):
+    authentication_classes = [LoginSessionAuthentication]
     permission_classes = [RoleRequired]
     read_roles = READ_ALL_ROLES
     write_roles = STAFF_ROLES
@@ -131,6 +145,34 @@ class TagOut(serializers.ModelSerializer):
         return None
 
 
+# --- look-ups that answer 404 in words a person can act on ------------------------------------
+
+
+def media_or_404(code: str, media=None) -> Media:
+    found = (Media.objects if media is None else media).filter(code=code).first()
+    if found is None:
+        raise UnknownObject(
+            _("No media has the code %(code)s. Check the label, or search by patient ID or tag UID.")
+            % {"code": code},
+            media=code,
+        )
+    return found
+
+
+def loan_or_404(pk: int, loans) -> Loan:
+    found = loans.filter(pk=pk).first()
+    if found is None:
+        raise UnknownObject(_("There is no loan %(id)s that you may see.") % {"id": pk}, loan=pk)
+    return found
+
+
+def location_or_404(code: str, locations) -> Location:
+    found = locations.filter(code=code).first()
+    if found is None:
+        raise UnknownObject(_("No location has the code %(code)s.") % {"code": code}, location=code)
+    return found
+
+
 # --- input fields ------------------------------------------------------------------------------
 
 
@@ -162,14 +204,17 @@ class MediaFilter(filters.FilterSet):
     location = filters.CharFilter(field_name="current_location__code")
     home = filters.CharFilter(field_name="home_location__code")
     holder = filters.CharFilter(field_name="current_holder__username")
-    q = filters.CharFilter(method="search", label="Code, patient ID, tag UID, accession")
+    q = filters.CharFilter(
+        method="search", label=gettext_lazy("Code, patient ID or name, tag UID, accession number")
+    )
 
     class Meta:
         model = Media
         fields = ["kind", "status", "patient", "location", "home", "holder", "q"]
 
     def search(self, queryset, name, value):
-        return queryset & selectors.media_search(user=self.request.user, query=value)
+        found = selectors.media_search(user=self.request.user, query=value)
+        return queryset.filter(pk__in=found.values("pk"))
 
 
 class MediaListApi(RoleAPIView, generics.ListAPIView):
@@ -184,6 +229,16 @@ class MediaListApi(RoleAPIView, generics.ListAPIView):
         patient_id = serializers.CharField(required=False, allow_blank=True, default="")
         description = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
 
+        def validate_patient_id(self, value):
+            if not value:
+                return None
+            patient = Patient.objects.filter(patient_id=value).first()
+            if patient is None:
+                raise serializers.ValidationError(
+                    _("No patient has the ID %(id)s. Register the patient first.") % {"id": value}
+                )
+            return patient
+
     def get_queryset(self):
         return selectors.media_list(user=self.request.user).prefetch_related("tag_bindings__tag")
 
@@ -191,14 +246,11 @@ class MediaListApi(RoleAPIView, generics.ListAPIView):
     def post(self, request):
         data = self.MediaRegisterIn(data=request.data)
         data.is_valid(raise_exception=True)
-        patient = None
-        if data.validated_data["patient_id"]:
-            patient = get_object_or_404(Patient, patient_id=data.validated_data["patient_id"])
         media = services.media_register(
             code=data.validated_data["code"],
             kind=data.validated_data["kind"],
             home_location=data.validated_data["home_location"],
-            patient=patient,
+            patient=data.validated_data["patient_id"],
             description=data.validated_data["description"],
             actor=request.user,
             event_id=data.validated_data["event_id"],
@@ -214,6 +266,9 @@ class MediaDetailApi(RoleAPIView, generics.RetrieveAPIView):
     def get_queryset(self):
         return selectors.media_list(user=self.request.user).prefetch_related("tag_bindings__tag")
 
+    def get_object(self):
+        return media_or_404(self.kwargs["code"], self.get_queryset())
+
 
 class MediaChainApi(RoleAPIView, generics.ListAPIView):
     """The custody chain of one item, newest first (staff, auditors, admins)."""
@@ -222,7 +277,7 @@ class MediaChainApi(RoleAPIView, generics.ListAPIView):
     queryset = CustodyEvent.objects.none()  # for the schema; get_queryset() answers requests
 
     def get_queryset(self):
-        media = get_object_or_404(Media, code=self.kwargs["code"])
+        media = media_or_404(self.kwargs["code"], selectors.media_list(user=self.request.user))
         return selectors.custody_chain_for(media=media)
 
 
@@ -232,7 +287,7 @@ class MediaSeenApi(RoleAPIView):
 
     @extend_schema(request=MediaSeenIn, responses={200: MediaOut, **ERRORS})
     def post(self, request, code):
-        media = get_object_or_404(Media, code=code)
+        media = media_or_404(code)
         data = self.MediaSeenIn(data=request.data)
         data.is_valid(raise_exception=True)
         media = services.media_seen(
@@ -250,7 +305,7 @@ class MediaRetireApi(RoleAPIView):
 
     @extend_schema(request=MediaRetireIn, responses={200: MediaOut, **ERRORS})
     def post(self, request, code):
-        media = get_object_or_404(Media, code=code)
+        media = media_or_404(code)
         data = self.MediaRetireIn(data=request.data)
         data.is_valid(raise_exception=True)
         media = services.media_retire(
@@ -282,6 +337,9 @@ class LocationDetailApi(RoleAPIView, generics.RetrieveAPIView):
     def get_queryset(self):
         return selectors.location_list(user=self.request.user)
 
+    def get_object(self):
+        return location_or_404(self.kwargs["code"], self.get_queryset())
+
 
 class TagListApi(RoleAPIView, generics.ListAPIView):
     serializer_class = TagOut
@@ -295,6 +353,12 @@ class TagBindApi(RoleAPIView):
         uid = serializers.CharField(max_length=64)
         media = media_field()
         technology = serializers.ChoiceField(choices=TagTechnology.choices, required=False)
+
+        def validate_uid(self, value):
+            try:
+                return normalise_uid(value)
+            except UidError as exc:
+                raise serializers.ValidationError(str(exc)) from exc
 
     @extend_schema(request=TagBindIn, responses={201: TagOut, **ERRORS})
     def post(self, request):
@@ -358,7 +422,9 @@ class LoanListApi(RoleAPIView, generics.ListAPIView):
 
         def validate_due_at(self, value):
             if value is not None and value <= timezone.now():
-                raise serializers.ValidationError("The due date must be in the future.")
+                raise serializers.ValidationError(
+                    _("The due date must be in the future; leave it out to use the loan policy.")
+                )
             return value
 
     def get_queryset(self):
@@ -380,6 +446,9 @@ class LoanDetailApi(RoleAPIView, generics.RetrieveAPIView):
     def get_queryset(self):
         return selectors.loan_list(user=self.request.user)
 
+    def get_object(self):
+        return loan_or_404(self.kwargs["pk"], self.get_queryset())
+
 
 class LoanReturnApi(RoleAPIView):
     class LoanReturnIn(EventIdIn):
@@ -387,21 +456,32 @@ class LoanReturnApi(RoleAPIView):
 
     @extend_schema(request=LoanReturnIn, responses={200: LoanOut, **ERRORS})
     def post(self, request, pk):
-        loan = get_object_or_404(Loan, pk=pk)
+        loans = selectors.loan_list(user=request.user).select_related("media__home_location")
+        loan = loan_or_404(pk, loans)
         data = self.LoanReturnIn(data=request.data)
         data.is_valid(raise_exception=True)
-        if loan.returned_at is None:
-            services.media_return(
-                media=loan.media,
-                location=data.validated_data["location"],
-                actor=request.user,
-                event_id=data.validated_data["event_id"],
-            )
-        else:
-            # Only a retry of the return that closed it is accepted.
-            event = CustodyEvent.objects.filter(seq=loan.returned_seq).first()
-            if event is None or str(event.event_id) != str(data.validated_data["event_id"]):
-                raise NotOnLoan(f"Loan {loan.pk} was already closed.", loan=loan.pk)
+        event_id = data.validated_data["event_id"]
+        if loan.returned_at is not None:
+            # A closed loan accepts only a retry of the event that closed it; the service then
+            # answers the replay (or event_conflict if the retry asks for something else).
+            closing = CustodyEvent.objects.filter(seq=loan.returned_seq).first()
+            if event_id is None or closing is None or closing.event_id != event_id:
+                raise NotOnLoan(
+                    _("Loan %(id)s of %(code)s was already closed on %(when)s.")
+                    % {
+                        "id": loan.pk,
+                        "code": loan.media.code,
+                        "when": timezone.localtime(loan.returned_at).strftime("%Y-%m-%d %H:%M"),
+                    },
+                    loan=loan.pk,
+                    media=loan.media.code,
+                )
+        services.media_return(
+            media=loan.media,
+            location=data.validated_data["location"],
+            actor=request.user,
+            event_id=event_id,
+        )
         loan.refresh_from_db()
         return Response(LoanOut(loan).data)
 
@@ -453,3 +533,38 @@ class LedgerVerifyApi(RoleAPIView):
     )
     def get(self, request):
         return Response(ledger.verify_ledger().as_dict())
+
+
+# --- the schema and addresses that name no endpoint ----------------------------------------------
+
+
+class SchemaApi(SpectacularAPIView):
+    """The OpenAPI schema, for any logged-in user."""
+
+    authentication_classes = [LoginSessionAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        # An error is JSON like every other API error, whichever schema format was asked for.
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return response
+
+
+def not_found(request, *args, **kwargs) -> JsonResponse:
+    """Any address under /api/ that names no endpoint: a JSON 404, like every other API error."""
+    message = _("There is no API endpoint at %(path)s. The endpoints are listed at %(docs)s.") % {
+        "path": request.path,
+        "docs": reverse("api-docs"),
+    }
+    if not request.path.endswith("/"):
+        try:
+            match = resolve(request.path + "/")
+        except Resolver404:
+            match = None
+        if match is not None and match.func is not not_found:
+            message = _("There is no API endpoint at %(path)s; did you mean %(path)s/ ?") % {
+                "path": request.path
+            }
+    return JsonResponse(error_body("not_found", message), status=404)

@@ -93,6 +93,10 @@ def api_exception_handler(exc, context):
         return None
     if isinstance(exc, drf.ValidationError):
         body = error_body("invalid", _("Some fields are not valid."), fields=response.data)
+    elif isinstance(exc, drf.NotAuthenticated):
+        body = error_body(
+            "not_authenticated", _("You are not logged in. Log in to Filmroom and try again.")
+        )
     else:
         code = exc.get_codes() if isinstance(exc, drf.APIException) else "error"
         detail = response.data.get("detail", "") if isinstance(response.data, dict) else ""

@@ -1,5 +1,10 @@
 """Roles are Django groups (tracker.choices.Role). Views declare which roles may read and which
 may write; querysets are narrowed per role in tracker.selectors."""
+from django.conf import settings
+from django.shortcuts import resolve_url
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.authentication import SessionScheme
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from .choices import Role
@@ -26,10 +31,26 @@ def has_role(user, roles) -> bool:
     return bool(roles_of(user) & set(roles))
 
 
+class LoginSessionAuthentication(SessionAuthentication):
+    """The browser's login session, as for the pages (CSRF-checked on writes).
+
+    DRF answers 403 to a request without credentials unless the first authenticator names a
+    challenge; naming one makes "not logged in" a 401, distinct from "your role may not"."""
+
+    def authenticate_header(self, request) -> str:
+        return f'Session realm="Filmroom", login="{resolve_url(settings.LOGIN_URL)}"'
+
+
+class LoginSessionScheme(SessionScheme):
+    """Describe LoginSessionAuthentication in the OpenAPI schema as the session cookie."""
+
+    target_class = LoginSessionAuthentication
+
+
 class RoleRequired(BasePermission):
     """Reads need one of `view.read_roles`; anything else needs one of `view.write_roles`."""
 
-    message = "Your role does not allow this."
+    message = _("Your role does not allow this. Ask an administrator if you need it.")
 
     def has_permission(self, request, view) -> bool:
         if not request.user or not request.user.is_authenticated:

@@ -4,9 +4,9 @@ from __future__ import annotations
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from .choices import Role
 from .models import CustodyEvent, Loan, Location, Media, Tag, Transfer
 from .permissions import READ_ALL_ROLES, has_role
+from .tags import UidError, normalise_uid
 
 
 def media_list(*, user) -> QuerySet[Media]:
@@ -17,20 +17,29 @@ def media_list(*, user) -> QuerySet[Media]:
 
 
 def media_search(*, user, query: str) -> QuerySet[Media]:
+    """Media whose code, patient, description, tag UID (as any reader prints it) or study
+    matches `query`."""
     media = media_list(user=user)
     query = (query or "").strip()
     if not query:
         return media
-    return media.filter(
+    matches = (
         Q(code__icontains=query)
         | Q(patient__patient_id__iexact=query)
         | Q(patient__name__icontains=query)
         | Q(description__icontains=query)
-        | Q(tag_bindings__tag__uid__iexact=query.replace(":", "").replace(" ", ""),
-            tag_bindings__unbound_at__isnull=True)
         | Q(studies__accession_number__iexact=query)
         | Q(studies__study_instance_uid=query)
-    ).distinct()
+    )
+    try:
+        uid = normalise_uid(query)
+    except UidError:
+        uid = None
+    if uid:
+        matches |= Q(tag_bindings__tag__uid=uid, tag_bindings__unbound_at__isnull=True)
+    # A subquery rather than .distinct(): the joins repeat rows, and a distinct queryset cannot
+    # be combined with the API's other filters.
+    return media.filter(pk__in=Media.objects.filter(matches).values("pk"))
 
 
 def custody_chain_for(*, media: Media) -> QuerySet[CustodyEvent]:
@@ -73,4 +82,5 @@ def tag_list(*, user) -> QuerySet[Tag]:
 
 
 def can_read_custody_chain(user) -> bool:
-    return has_role(user, READ_ALL_ROLES) or has_role(user, {Role.ADMIN})
+    """Staff, auditors and admins; a clinician sees where an item is, not its whole history."""
+    return has_role(user, READ_ALL_ROLES)

@@ -2,10 +2,16 @@
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, render
+from django.utils.translation import gettext as _
+from django.views import defaults
 
-from . import selectors
+from . import api, selectors
+from .exceptions import error_body
 from .permissions import roles_of
+
+API_PREFIX = "/api/"
 
 
 def roles_context(request) -> dict:
@@ -37,3 +43,22 @@ def media_detail(request, code: str):
         {"media": media, "chain": chain, "loans": loans,
          "tag": media.tag_bindings.filter(unbound_at__isnull=True).select_related("tag").first()},
     )
+
+
+# --- error pages (config.urls handler404 / handler500) ----------------------------------------
+
+
+def page_not_found(request, exception):
+    if request.path.startswith(API_PREFIX):
+        return api.not_found(request)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    if request.path.startswith(API_PREFIX):
+        message = _(
+            "Something went wrong on the server. Try again; if it keeps happening, tell an "
+            "administrator."
+        )
+        return JsonResponse(error_body("server_error", message), status=500)
+    return defaults.server_error(request)
