@@ -397,7 +397,9 @@ class TagUnbindApi(RoleAPIView):
 
 
 class LoanFilter(filters.FilterSet):
-    open = filters.BooleanFilter(field_name="returned_at", lookup_expr="isnull", label="Open loans only")
+    open = filters.BooleanFilter(
+        field_name="returned_at", lookup_expr="isnull", label=gettext_lazy("Open loans only")
+    )
     media = filters.CharFilter(field_name="media__code")
     borrower = filters.CharFilter(field_name="borrower__username")
 

@@ -9,6 +9,7 @@ import re
 import pytest
 from django.contrib.staticfiles import finders
 from django.urls import resolve
+from rest_framework.test import APIClient
 
 from tracker import services
 from tracker.models import CustodyEvent
@@ -181,6 +182,19 @@ def test_it_refuses_every_write_from_an_auditor(client_for, scene):
     statuses = {path: auditor.post(path, body, format="json").status_code for path, body in writes}
 
     assert set(statuses.values()) == {403}, statuses
+    assert CustodyEvent.objects.count() == events_before
+
+
+def test_it_refuses_a_browser_session_write_without_the_csrf_token(cast, scene):
+    browser = APIClient(enforce_csrf_checks=True)
+    browser.force_login(cast["staff"])
+    events_before = CustodyEvent.objects.count()
+
+    response = browser.post("/api/v1/media/M-SHELF/seen/", {"location": "FR-A2"}, format="json")
+
+    assert response.status_code == 403
+    assert_error_shape(response, "permission_denied")
+    assert "CSRF" in response.json()["error"]["message"]
     assert CustodyEvent.objects.count() == events_before
 
 

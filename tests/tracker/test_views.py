@@ -11,6 +11,7 @@ from django.utils import timezone
 from archive.models import Patient
 from tests.conftest import TEST_PASSWORD
 from tracker import services
+from tracker.views import server_error
 
 pytestmark = pytest.mark.django_db
 
@@ -271,3 +272,18 @@ def test_it_answers_an_unknown_media_code_with_a_404_page(page_for, shelf):
 
     assert response.status_code == 404
     assert response["Content-Type"].startswith("text/html")
+    assert "There is nothing at this address" in response.content.decode()
+
+
+def test_it_tells_a_clinician_who_asks_for_the_chain_that_their_role_may_not(page_for, travelled):
+    response = page_for("doctor").get("/media/J-4711/", {"chain": "1"})
+
+    assert response.status_code == 403
+    assert "Your role does not allow this page" in response.content.decode()
+
+
+def test_it_shows_its_own_page_when_the_server_fails(rf):
+    response = server_error(rf.get("/media/J-1/"))
+
+    assert response.status_code == 500
+    assert "Something went wrong" in response.content.decode()
