@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import queue
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,7 @@ import pytest
 VPCD_PORT = 35963
 VPCD_READER = "Virtual PCD 00 00"
 EMULATOR = Path(__file__).with_name("vpcd_tag.py")
+NFC_EMULATOR = Path(__file__).with_name("nfc_tag.py")
 
 
 def wait_until(condition: Callable[[], object], timeout: float, what: str) -> object:
@@ -109,23 +111,17 @@ def pcscd(vpcd_ports, tmp_path_factory):
     daemon.stop()
 
 
-class VirtualTag:
-    """Drives vpcd_tag.py and watches the reader through its own PC/SC context, to wait for what
-    pcscd has seen instead of sleeping."""
+class Emulator:
+    """A tag emulator process: commands on its stdin, one event per line on its stdout."""
 
-    def __init__(self, port: int):
+    def __init__(self, *args: str):
         self.process = subprocess.Popen(
-            [sys.executable, str(EMULATOR), "--port", str(port)],
+            [sys.executable, *args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
         threading.Thread(target=self._drain, daemon=True).start()
-        s = scard()
-        self.s = s
-        hresult, self.context = s.SCardEstablishContext(s.SCARD_SCOPE_USER)
-        assert hresult == s.SCARD_S_SUCCESS, s.SCardGetErrorMessage(hresult)
-        self.state = self._look(s.SCARD_STATE_UNAWARE, 0)
 
     def _drain(self) -> None:
         for line in self.process.stdout:
@@ -149,6 +145,28 @@ class VirtualTag:
                 return line
             if line.startswith(("error", "exited", "Traceback")):
                 pytest.fail(f"the tag emulator failed: {line} (after {self.seen[-10:]})")
+
+    def end(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class VirtualTag(Emulator):
+    """Drives vpcd_tag.py and watches the reader through its own PC/SC context, to wait for what
+    pcscd has seen instead of sleeping."""
+
+    def __init__(self, port: int):
+        super().__init__(str(EMULATOR), "--port", str(port))
+        s = scard()
+        self.s = s
+        hresult, self.context = s.SCardEstablishContext(s.SCARD_SCOPE_USER)
+        assert hresult == s.SCARD_S_SUCCESS, s.SCardGetErrorMessage(hresult)
+        self.state = self._look(s.SCARD_STATE_UNAWARE, 0)
 
     def insert(self, uid: str) -> None:
         self.send(f"insert {uid}")
@@ -188,8 +206,8 @@ class VirtualTag:
             try:
                 self.process.wait(5)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                pass  # end() below terminates it
+        self.end()
         self.s.SCardReleaseContext(self.context)
 
 
@@ -259,3 +277,36 @@ def run_reader():
 def uids():
     """Distinct 7-byte NXP-style UIDs for one test."""
     return [f"04A1B2C3D4{n:04X}" for n in range(1, 100)]
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def nfc_port():
+    """A free loopback UDP port for nfcpy's simulated reader (`udp:localhost:PORT`)."""
+    return free_udp_port()
+
+
+@pytest.fixture
+def nfc_tag(nfc_port):
+    """nfc_tag(type2=UID) or nfc_tag(type3=IDM): a tag lying on the simulated reader until
+    `.end()` takes it away; every tag still there is taken away after the test."""
+    try:
+        import nfc  # noqa: F401
+    except ImportError as error:
+        pytest.fail(f"nfcpy is missing ({error}): pip install nfcpy")
+    placed: list[Emulator] = []
+
+    def place(*, type2: str | None = None, type3: str | None = None) -> Emulator:
+        kind, ident = ("--type2", type2) if type2 else ("--type3", type3)
+        placed.append(Emulator(str(NFC_EMULATOR), "--port", str(nfc_port), kind, ident))
+        placed[-1].expect("listening", timeout=10)
+        return placed[-1]
+
+    yield place
+    for tag in placed:
+        tag.end()
