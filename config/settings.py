@@ -126,6 +126,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("FILMROOM_LOGIN_COOLOFF
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 
 # Sessions end after this much idle time: every request pushes the expiry forward.
 SESSION_COOKIE_AGE = int(os.environ.get("FILMROOM_SESSION_IDLE_SECONDS", str(30 * 60)))
@@ -152,7 +153,7 @@ STORAGES = {
 }
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["tracker.permissions.LoginSessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
@@ -185,6 +186,10 @@ LEDGER_SIGNING_KEY_FILE = Path(
     os.environ.get("FILMROOM_LEDGER_SIGNING_KEY_FILE", VAR_DIR / "ledger-signing-key.pem")
 )
 LEDGER_ORIGIN = os.environ.get("FILMROOM_LEDGER_ORIGIN", "filmroom.local/custody-ledger")
+# NTAG 424 DNA SUN: the site's SDM meta-read key (hex, decrypts the `e` parameter) and the
+# secret that seals each tag's own file-read key in the database.
+SUN_META_READ_KEY = bytes.fromhex(os.environ.get("FILMROOM_SUN_META_READ_KEY", "")) or None
+TAG_KEY_SECRET = os.environ.get("FILMROOM_TAG_KEY_SECRET", "")
 # Loan length when no policy says otherwise.
 DEFAULT_LOAN_DAYS = int(os.environ.get("FILMROOM_DEFAULT_LOAN_DAYS", "14"))
 

@@ -38,6 +38,8 @@ def pytest_configure(config):
 
     # Tests create many users; the production hasher's cost buys nothing here.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # WhiteNoise serves STATIC_ROOT (filled by collectstatic in production); let it exist here.
+    settings.STATIC_ROOT.mkdir(exist_ok=True)
 
 
 @pytest.fixture(autouse=True)

@@ -68,6 +68,12 @@ class DuplicateCode(Conflict):
     code = "duplicate_code"
 
 
+class SunReplay(Conflict):
+    """A SUN tag message whose counter is not above the last one accepted."""
+
+    code = "sun_replay"
+
+
 class EventConflict(Conflict):
     """The same event_id arrived again with a different body: a replay that does not match."""
 

@@ -6,6 +6,7 @@ the same details returns the original result; with different details it raises E
 """
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -15,7 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from . import ledger, projection
-from .choices import EventKind, MediaKind, MediaStatus, ReaderMode, ScanOutcome
+from .choices import EventKind, MediaKind, MediaStatus, ReaderMode, ScanOutcome, TagTechnology
 from .exceptions import (
     AlreadyOnLoan,
     Conflict,
@@ -26,6 +27,7 @@ from .exceptions import (
     MediaAlreadyTagged,
     MediaRetired,
     NotOnLoan,
+    SunReplay,
     TagBoundElsewhere,
     TagNotBound,
     UnknownTag,
@@ -44,9 +46,19 @@ from .models import (
     TagBinding,
     Transfer,
 )
-from .tags import UidError, normalise_uid
+from .tags import (
+    SunError,
+    SunMessage,
+    UidError,
+    normalise_uid,
+    open_sun_key,
+    seal_sun_key,
+    sun_check_mac,
+    sun_picc_data,
+)
 
 User = AbstractBaseUser
+logger = logging.getLogger(__name__)
 
 
 def _record(request: EventRequest, *, from_location=None, payload: dict | None = None) -> CustodyEvent:
@@ -209,7 +221,9 @@ def tag_unbind(
     """Take a tag off the item it is on (the binding stays in history)."""
     tag = tag_for(uid)
     binding = TagBinding.objects.filter(tag=tag, unbound_at__isnull=True).first()
-    media = binding.media if binding else None
+    # A retried unbind finds the tag already off: it names the item it was last on.
+    last = binding or TagBinding.objects.filter(tag=tag).order_by("-bound_at", "-pk").first()
+    media = last.media if last else None
     request = EventRequest(
         EventKind.TAG_UNBOUND, media=media, actor=actor, device=device, event_id=event_id, read=Read(tag.uid)
     )
@@ -252,8 +266,8 @@ def media_check_out(
     media = _locked(media)
     if not borrower.is_active:
         raise InvalidRequest(_("%(name)s's account is disabled.") % {"name": _name(borrower)})
-    if media.status == MediaStatus.ON_LOAN:
-        loan = Loan.objects.select_related("borrower").get(media=media, returned_at__isnull=True)
+    loan = Loan.objects.select_related("borrower").filter(media=media, returned_at__isnull=True).first()
+    if loan is not None:  # on loan, or on loan and with a courier (in transit)
         raise AlreadyOnLoan(
             _("%(code)s has been on loan to %(name)s since %(since)s.")
             % {
@@ -342,7 +356,7 @@ def media_transfer(
         return Media.objects.get(pk=media.pk)
     media = _locked(media)
     if to_holder is not None:
-        if media.status != MediaStatus.ON_LOAN:
+        if not Loan.objects.filter(media=media, returned_at__isnull=True).exists():
             raise NotOnLoan(
                 _("%(code)s is not on loan; check it out to give it to someone.")
                 % {"code": media.code},
@@ -390,7 +404,7 @@ def media_retire(
     if ledger.replayed(request):
         return Media.objects.get(pk=media.pk)
     media = _locked(media)
-    if media.status == MediaStatus.ON_LOAN:
+    if Loan.objects.filter(media=media, returned_at__isnull=True).exists():
         raise AlreadyOnLoan(
             _("%(code)s is on loan; return it before retiring it.") % {"code": media.code},
             media=media.code,
@@ -562,3 +576,57 @@ def scan_undo(*, record: ScanRecord, actor: User) -> CustodyEvent:
     record.undo_seq = undo.seq
     record.save(update_fields=["undo_seq"])
     return undo
+
+
+@transaction.atomic
+def tag_set_sun_key(*, uid: str, key_hex: str) -> Tag:
+    """Give an NTAG 424 DNA tag its SUN file-read key (stored encrypted)."""
+    tag = tag_for(uid)
+    try:
+        key = bytes.fromhex(key_hex)
+    except ValueError:
+        raise InvalidRequest(_("A SUN key is 32 hex digits.")) from None
+    try:
+        tag.sun_key_encrypted = seal_sun_key(key)
+    except SunError as exc:
+        raise InvalidRequest(str(exc)) from exc
+    tag.technology = TagTechnology.NTAG424
+    tag.save(update_fields=["sun_key_encrypted", "technology"])
+    return tag
+
+
+@transaction.atomic
+def tag_verify_sun(
+    *, c: str, e: str | None = None, uid: str | None = None, ctr: str | None = None, enc: str | None = None
+) -> Tag:
+    """Check a SUN message (`e`+`c`, or the plain mirror `uid`+`ctr`+`c`) and accept its counter.
+    A counter not above the last accepted one is a replay: refused and logged."""
+    try:
+        if e:
+            if settings.SUN_META_READ_KEY is None:
+                raise SunError(_("This site has no SUN meta-read key configured."))
+            message = sun_picc_data(e, settings.SUN_META_READ_KEY)
+        else:
+            message = SunMessage(normalise_uid(uid or ""), int(ctr or "", 16))
+    except (SunError, UidError, ValueError) as exc:
+        raise InvalidRequest(str(exc) or _("This is not a tag message.")) from exc
+    tag = Tag.objects.select_for_update().filter(uid=message.uid).first()
+    if tag is None or not tag.sun_key_encrypted:
+        raise UnknownTag(_("Tag %(uid)s is not registered for authenticity checks.") % {"uid": message.uid},
+                         uid=message.uid)
+    try:
+        sun_check_mac(message, c=c, file_key=open_sun_key(tag.sun_key_encrypted), enc=enc)
+    except SunError as exc:
+        logger.warning("SUN message refused for tag %s: %s", tag.uid, exc)
+        raise InvalidRequest(str(exc), uid=tag.uid) from exc
+    if tag.last_counter is not None and message.counter <= tag.last_counter:
+        logger.warning("SUN replay refused for tag %s: counter %d, last accepted %d",
+                       tag.uid, message.counter, tag.last_counter)
+        raise SunReplay(
+            _("This tag message was already used (counter %(counter)d). Tap the tag again.")
+            % {"counter": message.counter},
+            uid=tag.uid,
+        )
+    tag.last_counter = message.counter
+    tag.save(update_fields=["last_counter"])
+    return tag

@@ -18,9 +18,17 @@ api_urlpatterns = [
     path("loans/<int:pk>/return/", api.LoanReturnApi.as_view(), name="api-loan-return"),
     path("transfers/", api.TransferListApi.as_view(), name="api-transfer-list"),
     path("ledger/verify/", api.LedgerVerifyApi.as_view(), name="api-ledger-verify"),
+    path("scans/", api.ScanIngestApi.as_view(), name="api-scans"),
 ]
 
 urlpatterns = [
     path("", views.media_search, name="media-search"),
     path("media/<str:code>/", views.media_detail, name="media-detail"),
+    path("t/", views.tag_landing, name="tag-landing"),
+    path("station/<str:name>/", views.station, name="station"),
+    path("station/<str:name>/configure/", views.station_configure, name="station-configure"),
+    path("station/<str:name>/scan/", views.station_scan, name="station-scan"),
+    path("station/<str:name>/undo/", views.station_undo, name="station-undo"),
+    path("station/<str:name>/events/", views.station_events, name="station-events"),
+    path("station/<str:name>/bind/", views.station_bind, name="station-bind"),
 ]

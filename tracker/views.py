@@ -1,15 +1,27 @@
-"""Pages: media search and a media item's custody chain. Later work builds the full interface."""
+"""Pages: media search, a media item's custody chain, and the scan stations."""
+import json
+import time
+import uuid
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import JsonResponse
-from django.shortcuts import get_object_or_404, render
+from django.http import JsonResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext as _
 from django.views import defaults
+from django.views.decorators.http import require_POST
 
-from . import api, selectors
-from .exceptions import error_body
-from .permissions import roles_of
+from . import api, selectors, services
+from .choices import ReaderMode, Role, ScanOutcome
+from .exceptions import DomainError, error_body
+from .models import Location, Media, ReaderDevice, ScanRecord
+from .permissions import STAFF_ROLES, has_role, roles_of
 
 API_PREFIX = "/api/"
 
@@ -62,3 +74,174 @@ def server_error(request):
         )
         return JsonResponse(error_body("server_error", message), status=500)
     return defaults.server_error(request)
+
+
+# --- scan stations --------------------------------------------------------------------------
+
+SSE_POLL_SECONDS = 0.1
+SSE_STREAM_SECONDS = 300  # the browser reconnects; keeps a worker from being held for ever
+
+
+def _station(request, name: str) -> ReaderDevice:
+    if not has_role(request.user, STAFF_ROLES):
+        raise PermissionDenied
+    return get_object_or_404(ReaderDevice.objects.select_related("location"), name=name, is_active=True)
+
+
+def scan_payload(scan: ScanRecord) -> dict:
+    """One scan as the station page shows it (the same for the live stream and the wedge form)."""
+    media = scan.media
+    return {
+        "id": scan.id,
+        "time": timezone.localtime(scan.received_at).strftime("%H:%M:%S"),
+        "uid": scan.uid or scan.raw_uid,
+        "outcome": scan.outcome,
+        "code": scan.code,
+        "message": scan.message,
+        "media": media.code if media else None,
+        "media_url": reverse("media-detail", args=[media.code]) if media else None,
+        "patient": f"{media.patient.patient_id} {media.patient.name}" if media and media.patient else "",
+        "can_undo": scan.event_seq is not None and scan.undo_seq is None
+        and scan.code in (ReaderMode.CHECK_OUT, ReaderMode.CHECK_IN, ReaderMode.TRANSFER)
+        and timezone.now() - scan.received_at < timedelta(seconds=services.UNDO_SECONDS),
+        "bind_url": reverse("station-bind", args=[scan.device.name]) + f"?uid={scan.uid}"
+        if scan.outcome == ScanOutcome.UNKNOWN_TAG else None,
+    }
+
+
+@login_required
+def station(request, name: str):
+    device = _station(request, name)
+    scans = list(
+        ScanRecord.objects.filter(device=device).select_related("media__patient", "device")[:30]
+    )
+    people = (
+        get_user_model().objects.filter(is_active=True, groups__name__in=[Role.CLINICIAN, Role.FILE_ROOM])
+        .distinct().order_by("last_name", "username")
+    )
+    return render(request, "tracker/station.html", {
+        "device": device,
+        "scans": scans,
+        "last_id": scans[0].id if scans else 0,
+        "modes": ReaderMode.choices,
+        "people": people,
+        "places": Location.objects.filter(is_active=True),
+    })
+
+
+@login_required
+@require_POST
+def station_configure(request, name: str):
+    device = _station(request, name)
+    User = get_user_model()
+
+    def pick(model, field, value):
+        return model.objects.filter(**{field: value}).first() if value else None
+
+    services.station_configure(
+        device=device,
+        mode=request.POST.get("mode") or device.mode,
+        borrower=pick(User, "username", request.POST.get("borrower")),
+        destination=pick(Location, "code", request.POST.get("destination")),
+        destination_holder=pick(User, "username", request.POST.get("destination_holder")),
+    )
+    return redirect("station", name=device.name)
+
+
+@login_required
+@require_POST
+def station_scan(request, name: str):
+    """A UID typed into the page (by a keyboard-wedge reader or by hand)."""
+    device = _station(request, name)
+    raw = (request.POST.get("uid") or "").strip()
+    if not raw:
+        return JsonResponse(error_body("invalid", gettext("Type or scan a tag UID.")), status=400)
+    record, _replayed = services.scan_record(
+        device=device, event_id=uuid.uuid4(), raw_uid=raw, read_at=timezone.now()
+    )
+    return JsonResponse({"scan": scan_payload(record)})
+
+
+@login_required
+@require_POST
+def station_undo(request, name: str):
+    device = _station(request, name)
+    record = get_object_or_404(ScanRecord, pk=request.POST.get("scan") or 0, device=device)
+    try:
+        event = services.scan_undo(record=record, actor=request.user)
+    except DomainError as error:
+        return JsonResponse(error_body(error.code, error.message), status=error.status)
+    return JsonResponse({"undone": record.pk, "seq": event.seq})
+
+
+@login_required
+def station_events(request, name: str):
+    """Server-sent events: every scan recorded for this station after `after`. Read from the
+    database, so a scan delivered to any app server reaches every open station page."""
+    device = _station(request, name)
+    try:
+        after = int(request.GET.get("after") or request.headers.get("Last-Event-ID") or 0)
+    except ValueError:
+        after = 0
+
+    def stream():
+        last, deadline, quiet_since = after, time.monotonic() + SSE_STREAM_SECONDS, time.monotonic()
+        yield "retry: 1000\n\n"
+        while time.monotonic() < deadline:
+            scans = list(
+                ScanRecord.objects.filter(device=device, id__gt=last)
+                .select_related("media__patient", "device").order_by("id")[:50]
+            )
+            for scan in scans:
+                last = scan.id
+                yield f"id: {scan.id}\nevent: scan\ndata: {json.dumps(scan_payload(scan))}\n\n"
+            if scans:
+                quiet_since = time.monotonic()
+                continue
+            if time.monotonic() - quiet_since > 15:
+                quiet_since = time.monotonic()
+                yield ": still here\n\n"
+            time.sleep(SSE_POLL_SECONDS)
+
+    response = StreamingHttpResponse(stream(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+@login_required
+def station_bind(request, name: str):
+    """The next step for an unknown tag: put it on a jacket or disc."""
+    device = _station(request, name)
+    uid = request.GET.get("uid") or request.POST.get("uid", "")
+    error = None
+    if request.method == "POST":
+        media = Media.objects.filter(code=request.POST.get("media", "").strip()).first()
+        if media is None:
+            error = gettext("No media with that code. Check the label, or register the item first.")
+        else:
+            try:
+                services.tag_bind(uid=uid, media=media, actor=request.user, device=device)
+                return redirect("station", name=device.name)
+            except DomainError as exc:
+                error = exc.message
+    return render(request, "tracker/station_bind.html", {"device": device, "uid": uid, "error": error})
+
+
+def tag_landing(request):
+    """A phone tapping an NTAG 424 DNA tag opens /t/?e=..&c=.. (or ?uid=..&ctr=..&c=..): check it
+    is the genuine tag and, for a logged-in user, open its item. Nothing about the patient is
+    shown to someone who is not logged in."""
+    params = request.GET
+    try:
+        tag = services.tag_verify_sun(
+            c=params.get("c", ""), e=params.get("e"), uid=params.get("uid"), ctr=params.get("ctr"),
+            enc=params.get("enc"),
+        )
+    except DomainError as error:
+        return render(request, "tracker/tag_landing.html", {"error": error.message}, status=error.status)
+    binding = tag.bindings.filter(unbound_at__isnull=True).select_related("media").first()
+    media = binding.media if binding else None
+    if media and request.user.is_authenticated:
+        return redirect("media-detail", code=media.code)
+    return render(request, "tracker/tag_landing.html", {"tag": tag, "media": media})
