@@ -9,6 +9,7 @@ it at the end."""
 from __future__ import annotations
 
 import fcntl
+import json
 import queue
 import shutil
 import socket
@@ -310,3 +311,75 @@ def nfc_tag(nfc_port):
     yield place
     for tag in placed:
         tag.end()
+
+
+class AgentProcess:
+    """`python -m agent` as a reader station runs it, its JSON log lines parsed as they come."""
+
+    def __init__(self, tmp_path: Path, *reader_args: str):
+        self.outbox = tmp_path / "outbox.sqlite3"
+        key_file = tmp_path / "reader.key"
+        key_file.write_text("test-key-not-checked\n")
+        with socket.socket() as probe:  # a loopback port where no server listens: reads queue up
+            probe.bind(("127.0.0.1", 0))
+            server = f"http://127.0.0.1:{probe.getsockname()[1]}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "agent", "--server", server, "--key-file", str(key_file),
+             "--outbox", str(self.outbox), *reader_args],
+            cwd=Path(__file__).parents[2], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+        )
+        self.events: queue.Queue[dict] = queue.Queue()
+        self.seen: list[dict] = []
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        for line in self.process.stdout:
+            try:
+                self.events.put(json.loads(line))
+            except ValueError:
+                self.events.put({"event": "output", "line": line.rstrip()})
+        self.events.put({"event": "exited"})
+
+    def expect(self, event: str, timeout: float = 10.0, **fields) -> dict:
+        """The next logged event named `event` whose fields include `fields`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                entry = self.events.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"the agent did not log {event!r} {fields} within {timeout:g} s: {self.seen[-8:]}")
+            self.seen.append(entry)
+            if entry["event"] == event and fields.items() <= entry.items():
+                return entry
+            if entry["event"] in ("exited", "output"):
+                pytest.fail(f"the agent stopped or printed a non-JSON line: {self.seen[-8:]}")
+
+    def status(self) -> dict:
+        done = subprocess.run([sys.executable, "-m", "agent", "status", "--outbox", str(self.outbox)],
+                              cwd=Path(__file__).parents[2], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            return self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            pytest.fail("the agent did not stop within 15 s of SIGTERM")
+
+
+@pytest.fixture
+def start_agent(tmp_path):
+    """start_agent("--reader", "pcsc", ...) → an AgentProcess, stopped after the test."""
+    agents: list[AgentProcess] = []
+
+    def start(*reader_args: str) -> AgentProcess:
+        agents.append(AgentProcess(tmp_path, *reader_args))
+        return agents[-1]
+
+    yield start
+    for agent in agents:
+        agent.stop()

@@ -68,3 +68,14 @@ def test_it_reports_a_reader_it_cannot_open_and_keeps_trying(run_reader):
     assert event == "error" and "usb:999:999" in fields["message"]
     assert not running.backend.connected
     assert running.thread.is_alive()
+
+
+def test_it_puts_a_tag_tapped_at_the_agent_in_its_outbox(nfc_tag, nfc_port, start_agent):
+    nfc_tag(type2=NTAG)
+    agent = start_agent("--reader", "nfcpy", "--nfc-device", f"udp:localhost:{nfc_port}")
+
+    read = agent.expect("read", uid=NTAG)
+
+    assert read["counter"] == 1
+    assert agent.stop() == 0
+    assert agent.status()["queued"] == 1

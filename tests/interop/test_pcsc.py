@@ -149,3 +149,15 @@ def test_it_comes_back_when_pcscd_restarts(pcscd, vpcd_ports, reader, uids):
     events = [(event, fields.get("status")) for event, fields in reader.logged]
     assert ("error", None) in events
     assert events[-1] == ("reader", "connected")
+
+
+def test_it_puts_a_tag_tapped_at_the_agent_in_its_outbox(pcscd, virtual_tag, start_agent, uids):
+    agent = start_agent("--reader", "pcsc", "--reader-name", VPCD_READER)
+    agent.expect("reader", status="connected", name=VPCD_READER)
+
+    virtual_tag.insert(uids[0])
+
+    read = agent.expect("read", uid=uids[0])
+    assert read["counter"] == 1 and read["event_id"]
+    assert agent.stop() == 0
+    assert agent.status()["queued"] == 1
