@@ -2,6 +2,7 @@
 its simulated reader): each tag found is reported once as its identifier in uppercase hex (the
 UID of a Type 1/2/4A tag, the IDm of a FeliCa card, the NFCID0 of a Type 4B tag), then the tag
 is watched until it leaves. nfcpy cannot read ISO 15693 (ICODE SLIX) tags: use PC/SC for those."""
+
 from __future__ import annotations
 
 import logging
@@ -18,8 +19,13 @@ RETRY_SECONDS = 2.0  # between attempts to open a reader that is missing or fail
 
 
 class NfcpyReader:
-    def __init__(self, path: str, *, log: Callable[..., None] = lambda *a, **k: None,
-                 targets: tuple[str, ...] = TARGETS):
+    def __init__(
+        self,
+        path: str,
+        *,
+        log: Callable[..., None] = lambda *a, **k: None,
+        targets: tuple[str, ...] = TARGETS,
+    ):
         self.path = path
         self.log = log
         self.targets = list(targets)
@@ -44,9 +50,11 @@ class NfcpyReader:
             try:
                 clf = nfc.ContactlessFrontend(self.path)
             except (OSError, ValueError) as error:
-                self._report(f"Cannot open the nfcpy reader {self.path!r}: {error}. "
-                             f"Is it plugged in (and not claimed by a kernel driver)? "
-                             f"Retrying every {RETRY_SECONDS:g} s.")
+                self._report(
+                    f"Cannot open the nfcpy reader {self.path!r}: {error}. "
+                    f"Is it plugged in (and not claimed by a kernel driver)? "
+                    f"Retrying every {RETRY_SECONDS:g} s."
+                )
                 stop.wait(RETRY_SECONDS)
                 continue
             try:
@@ -78,5 +86,5 @@ class NfcpyReader:
     def _still_there(self, tag) -> bool:
         try:
             return tag.is_present
-        except (nfc.clf.CommunicationError, nfc.tag.TagCommandError):
-            return False
+        except (nfc.clf.CommunicationError, nfc.tag.TagCommandError, OSError):
+            return False  # gone; a reader that was unplugged fails the next connect and is reopened

@@ -4,6 +4,7 @@ A tag placed on the reader is read once with the PC/SC part 3 GET DATA command (
 and reported as its UID in uppercase hex. Arrivals are told apart by pcscd's event counter (the
 high 16 bits of the reader's event state), not by the ATR: two tags of the same kind swapped
 faster than we look have the same ATR, but each arrival and removal moves the counter."""
+
 from __future__ import annotations
 
 import threading
@@ -24,10 +25,23 @@ def _code(hresult: int) -> int:
 
 
 TIMEOUT = _code(scard.SCARD_E_TIMEOUT)
-READER_GONE = {_code(c) for c in (scard.SCARD_E_UNKNOWN_READER, scard.SCARD_E_READER_UNAVAILABLE,
-                                  scard.SCARD_E_NO_READERS_AVAILABLE)}
-SERVICE_GONE = {_code(c) for c in (scard.SCARD_E_NO_SERVICE, scard.SCARD_E_SERVICE_STOPPED,
-                                   scard.SCARD_E_INVALID_HANDLE, scard.SCARD_F_COMM_ERROR)}
+READER_GONE = {
+    _code(c)
+    for c in (
+        scard.SCARD_E_UNKNOWN_READER,
+        scard.SCARD_E_READER_UNAVAILABLE,
+        scard.SCARD_E_NO_READERS_AVAILABLE,
+    )
+}
+SERVICE_GONE = {
+    _code(c)
+    for c in (
+        scard.SCARD_E_NO_SERVICE,
+        scard.SCARD_E_SERVICE_STOPPED,
+        scard.SCARD_E_INVALID_HANDLE,
+        scard.SCARD_F_COMM_ERROR,
+    )
+}
 
 
 class PcscError(Exception):
@@ -59,7 +73,9 @@ def arrived(before: int | None, after: int) -> bool:
 
 
 class PcscReader:
-    def __init__(self, reader_name: str | None = None, *, log: Callable[..., None] = lambda *a, **k: None):
+    def __init__(
+        self, reader_name: str | None = None, *, log: Callable[..., None] = lambda *a, **k: None
+    ):
         self.reader_name = reader_name
         self.log = log
         self.connected = False
@@ -69,10 +85,14 @@ class PcscReader:
         while not stop.is_set():
             context = None
             try:
-                context = _check("connecting to pcscd", scard.SCardEstablishContext(scard.SCARD_SCOPE_USER))
+                context = _check(
+                    "connecting to pcscd", scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+                )
                 yield from self._watch(context, stop)
             except PcscError as error:
-                self._report(None, problem=f"{error}. Is pcscd running? Retrying every {RETRY_SECONDS:g} s.")
+                self._report(
+                    None, problem=f"{error}. Is pcscd running? Retrying every {RETRY_SECONDS:g} s."
+                )
                 stop.wait(RETRY_SECONDS)
             finally:
                 if context is not None:
@@ -92,7 +112,12 @@ class PcscReader:
             self.log("reader", reader="pcsc", status="connected", name=name)
         else:
             wanted = f"a reader named like {self.reader_name!r}" if self.reader_name else "a reader"
-            self.log("reader", reader="pcsc", status="waiting", message=f"Waiting for {wanted} to be plugged in.")
+            self.log(
+                "reader",
+                reader="pcsc",
+                status="waiting",
+                message=f"Waiting for {wanted} to be plugged in.",
+            )
 
     def _pick(self, context) -> str | None:
         hresult, names = scard.SCardListReaders(context, [])
@@ -133,10 +158,17 @@ class PcscReader:
                         yield Tap(uid)
 
     def _read_uid(self, context, name: str) -> str | None:
-        """The UID of the tag on the reader, or None (logged) when it left before we read it."""
+        """The UID of the tag on the reader, or None (logged) when it could not be read."""
         try:
-            card, protocol = _check("connecting to the tag", scard.SCardConnect(
-                context, name, scard.SCARD_SHARE_SHARED, scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1))
+            card, protocol = _check(
+                "connecting to the tag",
+                scard.SCardConnect(
+                    context,
+                    name,
+                    scard.SCARD_SHARE_SHARED,
+                    scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1,
+                ),
+            )
             try:
                 response = _check("reading the UID", scard.SCardTransmit(card, protocol, GET_UID))
             finally:
@@ -144,10 +176,18 @@ class PcscReader:
         except PcscError as error:
             if error.code in SERVICE_GONE:
                 raise
-            self.log("error", reader="pcsc", message=f"{error}. The tag left before it was read; tap it again.")
+            self.log(
+                "error",
+                reader="pcsc",
+                message=f"{error}. The tag was not read (taken away too soon?); tap it again.",
+            )
             return None
         if len(response) < 2 or response[-2:] != [0x90, 0x00]:
             answer = bytes(response).hex().upper() or "nothing"
-            self.log("error", reader="pcsc", message=f"The tag answered {answer} instead of its UID; tap it again.")
+            self.log(
+                "error",
+                reader="pcsc",
+                message=f"The tag answered {answer} instead of its UID; tap it again.",
+            )
             return None
         return bytes(response[:-2]).hex().upper()

@@ -6,6 +6,7 @@ vpcd's readers listen on fixed TCP ports set in /etc/reader.conf.d/vpcd: 35963 (
 session at a time uses them: a lock file makes a second session wait. There is one pcscd per
 machine: a running one is reused, otherwise the session starts `pcscd --foreground` and stops
 it at the end."""
+
 from __future__ import annotations
 
 import fcntl
@@ -46,7 +47,10 @@ def scard():
     try:
         from smartcard import scard as module
     except ImportError as error:
-        pytest.fail(f"pyscard is missing ({error}): pip install pyscard (needs Debian swig, libpcsclite-dev)")
+        pytest.fail(
+            f"pyscard is missing ({error}): pip install pyscard "
+            "(it builds with Debian swig and libpcsclite-dev)"
+        )
     return module
 
 
@@ -68,23 +72,39 @@ class Pcscd:
     def __init__(self, log_path: Path):
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
-        running = subprocess.run(["pidof", "pcscd"], capture_output=True, text=True).stdout.split()
+        running = subprocess.run(
+            ["pidof", "pcscd"], capture_output=True, text=True, check=False
+        ).stdout.split()
         self.owned = not running
         if self.owned:
             self.start()
         else:
-            wait_until(vpcd_listed, 10, f"pcscd (pid {' '.join(running)}) to list {VPCD_READER!r}: "
-                                        "install vsmartcard-vpcd and restart pcscd")
+            wait_until(
+                vpcd_listed,
+                10,
+                f"pcscd (pid {' '.join(running)}) to list {VPCD_READER!r}: "
+                "install vsmartcard-vpcd and restart pcscd",
+            )
 
     def start(self) -> None:
-        binary = shutil.which("pcscd") or next((p for p in ("/usr/sbin/pcscd", "/sbin/pcscd") if Path(p).exists()), None)
+        binary = shutil.which("pcscd") or next(
+            (p for p in ("/usr/sbin/pcscd", "/sbin/pcscd") if Path(p).exists()), None
+        )
         if not binary:
             pytest.fail("pcscd is not installed: apt-get install pcscd vsmartcard-vpcd")
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen([binary, "--foreground"], stdout=log, stderr=subprocess.STDOUT)
-        wait_until(lambda: self.process.poll() is not None or vpcd_listed(), 10, f"pcscd to list {VPCD_READER!r}")
+            self.process = subprocess.Popen(
+                [binary, "--foreground"], stdout=log, stderr=subprocess.STDOUT
+            )
+        wait_until(
+            lambda: self.process.poll() is not None or vpcd_listed(),
+            10,
+            f"pcscd to list {VPCD_READER!r}",
+        )
         if self.process.poll() is not None:
-            pytest.fail(f"pcscd exited with {self.process.returncode}: {self.log_path.read_text()[-2000:]}")
+            pytest.fail(
+                f"pcscd exited with {self.process.returncode}: {self.log_path.read_text()[-2000:]}"
+            )
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -100,7 +120,10 @@ def vpcd_ports():
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print("\nanother test run is using vpcd's ports 35963/35964; waiting for it", file=sys.stderr)
+            print(
+                "\nanother test run is using vpcd's ports 35963/35964; waiting for it",
+                file=sys.stderr,
+            )
             fcntl.flock(lock, fcntl.LOCK_EX)
         yield VPCD_PORT
 
@@ -118,7 +141,11 @@ class Emulator:
     def __init__(self, *args: str):
         self.process = subprocess.Popen(
             [sys.executable, *args],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
@@ -140,7 +167,10 @@ class Emulator:
             try:
                 line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                pytest.fail(f"the tag emulator did not say {word!r} within {timeout:g} s; it said {self.seen[-10:]}")
+                pytest.fail(
+                    f"the tag emulator did not say {word!r} within {timeout:g} s; "
+                    f"it said {self.seen[-10:]}"
+                )
             self.seen.append(line)
             if line.split(" ", 1)[0] == word:
                 return line
@@ -182,24 +212,32 @@ class VirtualTag(Emulator):
         return int(self.expect("polls").split()[1])
 
     def _look(self, current: int, timeout_ms: int) -> int:
-        hresult, states = self.s.SCardGetStatusChange(self.context, timeout_ms, [(VPCD_READER, current)])
+        hresult, states = self.s.SCardGetStatusChange(
+            self.context, timeout_ms, [(VPCD_READER, current)]
+        )
         if hresult & 0xFFFFFFFF not in (0, self.s.SCARD_E_TIMEOUT & 0xFFFFFFFF):
             pytest.fail(f"watching {VPCD_READER!r} failed: {self.s.SCardGetErrorMessage(hresult)}")
         return states[0][1] & ~self.s.SCARD_STATE_CHANGED
 
-    def wait_for_reader(self, condition: Callable[[int], bool], what: str, timeout: float = 5.0) -> int:
+    def wait_for_reader(
+        self, condition: Callable[[int], bool], what: str, timeout: float = 5.0
+    ) -> int:
         """Wait until pcscd reports a reader state for which `condition(state)` holds."""
         deadline = time.monotonic() + timeout
         self.state = self._look(self.state, 0)
         while not condition(self.state):
             left = deadline - time.monotonic()
             if left <= 0:
-                pytest.fail(f"pcscd did not report {what} within {timeout:g} s (state 0x{self.state:08X})")
+                pytest.fail(
+                    f"pcscd did not report {what} within {timeout:g} s (state 0x{self.state:08X})"
+                )
             self.state = self._look(self.state, int(left * 1000) + 1)
         return self.state
 
     def wait_until_empty(self) -> int:
-        return self.wait_for_reader(lambda state: state & self.s.SCARD_STATE_EMPTY, "an empty reader")
+        return self.wait_for_reader(
+            lambda state: state & self.s.SCARD_STATE_EMPTY, "an empty reader"
+        )
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -239,7 +277,7 @@ class RunningReader:
         try:
             for tap in self.backend.taps(self.stop):
                 self.taps.put((tap.uid, time.monotonic()))
-        except BaseException as error:  # noqa: BLE001 - reported by the test
+        except BaseException as error:
             self.failure = error
             raise
 
@@ -247,8 +285,10 @@ class RunningReader:
         try:
             return self.taps.get(timeout=timeout)
         except queue.Empty:
-            pytest.fail(f"no tap within {timeout:g} s (reader thread alive: {self.thread.is_alive()}, "
-                        f"failure: {self.failure!r}, log: {self.logged[-5:]})")
+            pytest.fail(
+                f"no tap within {timeout:g} s (reader thread alive: {self.thread.is_alive()}, "
+                f"failure: {self.failure!r}, log: {self.logged[-5:]})"
+            )
 
     def next_uid(self, timeout: float = 5.0) -> str:
         return self.next_tap(timeout)[0]
@@ -324,9 +364,23 @@ class AgentProcess:
             probe.bind(("127.0.0.1", 0))
             server = f"http://127.0.0.1:{probe.getsockname()[1]}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "agent", "--server", server, "--key-file", str(key_file),
-             "--outbox", str(self.outbox), *reader_args],
-            cwd=Path(__file__).parents[2], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+            [
+                sys.executable,
+                "-m",
+                "agent",
+                "--server",
+                server,
+                "--key-file",
+                str(key_file),
+                "--outbox",
+                str(self.outbox),
+                *reader_args,
+            ],
+            cwd=Path(__file__).parents[2],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
         )
         self.events: queue.Queue[dict] = queue.Queue()
         self.seen: list[dict] = []
@@ -347,7 +401,10 @@ class AgentProcess:
             try:
                 entry = self.events.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                pytest.fail(f"the agent did not log {event!r} {fields} within {timeout:g} s: {self.seen[-8:]}")
+                pytest.fail(
+                    f"the agent did not log {event!r} {fields} within {timeout:g} s: "
+                    f"{self.seen[-8:]}"
+                )
             self.seen.append(entry)
             if entry["event"] == event and fields.items() <= entry.items():
                 return entry
@@ -355,8 +412,14 @@ class AgentProcess:
                 pytest.fail(f"the agent stopped or printed a non-JSON line: {self.seen[-8:]}")
 
     def status(self) -> dict:
-        done = subprocess.run([sys.executable, "-m", "agent", "status", "--outbox", str(self.outbox)],
-                              cwd=Path(__file__).parents[2], capture_output=True, text=True, timeout=30)
+        done = subprocess.run(
+            [sys.executable, "-m", "agent", "status", "--outbox", str(self.outbox)],
+            cwd=Path(__file__).parents[2],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 

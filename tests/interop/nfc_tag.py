@@ -8,6 +8,7 @@ emulates Type 3 tags itself; for Type 2 this program answers the udp driver's da
 (`106A <hex frame>`) the way an NTAG213 does: anticollision for a 7-byte UID, GET_VERSION and
 READ. Events are printed as flushed lines (`listening`, `selected`, `read PAGE`, `connected`,
 `released`) so tests wait on output instead of sleeping."""
+
 from __future__ import annotations
 
 import argparse
@@ -62,15 +63,17 @@ def serve_type2(port: int, uid: bytes) -> None:
                 selected = True
                 say("selected")
         elif not selected:
-            pass  # READ and the rest only work on a selected tag (a new tag cannot fake a presence check)
+            pass  # READ and the rest need a selected tag: a new tag cannot pass a presence check
         elif frame == b"\x60":  # GET_VERSION
             answer = bytes.fromhex("0004040201000F03")  # NTAG213
         elif frame[:1] == b"\x30" and len(frame) == 2:  # READ four pages (the presence check too)
             start = frame[1] % 45 * 4
-            answer = (memory + memory[:16])[start:start + 16]
+            answer = (memory + memory[:16])[start : start + 16]
             say("read", str(frame[1]))
         else:
-            selected = False  # e.g. AUTHENTICATE: an NTAG213 does not know it, refuses and goes idle
+            selected = (
+                False  # e.g. AUTHENTICATE: an NTAG213 does not know it, refuses and goes idle
+            )
         if answer is not None:
             sock.sendto(b"106A " + answer.hex().encode(), reader)
 
@@ -91,15 +94,19 @@ def serve_type3(port: int, idm: bytes) -> None:
     with nfc.ContactlessFrontend(f"udp:localhost:{port}") as clf:
         say("listening", idm.hex().upper())
         while True:
-            clf.connect(card={
-                "on-startup": on_startup,
-                "on-connect": lambda tag: say("connected") or True,
-                "on-release": lambda tag: say("released") or True,
-            })
+            clf.connect(
+                card={
+                    "on-startup": on_startup,
+                    "on-connect": lambda tag: say("connected") or True,
+                    "on-release": lambda tag: say("released") or True,
+                }
+            )
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--port", type=int, required=True, help="UDP port the reader's path names")
     kind = parser.add_mutually_exclusive_group(required=True)
     kind.add_argument("--type2", metavar="UID", help="an NTAG213 with this 7-byte UID")

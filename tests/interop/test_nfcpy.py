@@ -2,6 +2,7 @@
 
 Every target type the reader asks for and no tag answers costs about a second on the udp
 driver, so most tests ask only for the type they place."""
+
 import pytest
 
 from agent.readers.nfcpy import NfcpyReader
@@ -16,7 +17,9 @@ FELICA_IDM = "0102030405060708"
 @pytest.fixture
 def start_reader(run_reader, nfc_port):
     def start(targets=("106A",)):
-        running = run_reader(lambda log: NfcpyReader(f"udp:localhost:{nfc_port}", log=log, targets=targets))
+        running = run_reader(
+            lambda log: NfcpyReader(f"udp:localhost:{nfc_port}", log=log, targets=targets)
+        )
         wait_until(lambda: running.backend.connected, 10, "NfcpyReader to open the udp reader")
         return running
 

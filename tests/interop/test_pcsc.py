@@ -1,14 +1,14 @@
 """PcscReader against a real pcscd, vsmartcard's virtual reader and the tag emulator process."""
+
 import random
 import statistics
 import threading
 import time
 
 import pytest
+from smartcard.scard import SCARD_STATE_PRESENT
 
 from agent.readers.pcsc import PcscReader
-
-from smartcard.scard import SCARD_STATE_PRESENT
 
 from .conftest import VPCD_READER, VirtualTag, wait_until
 
@@ -24,7 +24,10 @@ def test_it_reads_the_uid_of_a_tag_placed_on_the_reader(virtual_tag, reader, uid
     virtual_tag.insert(uids[0])
 
     assert reader.next_uid() == uids[0]
-    assert reader.logged[0] == ("reader", {"reader": "pcsc", "status": "connected", "name": VPCD_READER})
+    assert reader.logged[0] == (
+        "reader",
+        {"reader": "pcsc", "status": "connected", "name": VPCD_READER},
+    )
 
 
 def test_it_reads_a_tag_lying_on_the_reader_once_however_long_it_stays(virtual_tag, reader, uids):
@@ -76,19 +79,26 @@ def test_it_reads_both_tags_when_the_swap_happens_while_it_is_not_looking(virtua
     taps = PcscReader(VPCD_READER).taps(stop)
     virtual_tag.insert(uids[0])
     assert next(taps).uid == uids[0]
-    counter = virtual_tag.wait_for_reader(lambda state: state & SCARD_STATE_PRESENT, "the first tag") >> 16
+    counter = (
+        virtual_tag.wait_for_reader(lambda state: state & SCARD_STATE_PRESENT, "the first tag")
+        >> 16
+    )
 
     # The generator is suspended after its yield: it does not look until asked for the next tap.
     virtual_tag.send(f"swap {uids[1]}")
-    virtual_tag.wait_for_reader(lambda state: state >> 16 >= counter + 2 and state & SCARD_STATE_PRESENT,
-                                "the second tag (two more card events)")
+    virtual_tag.wait_for_reader(
+        lambda state: state >> 16 >= counter + 2 and state & SCARD_STATE_PRESENT,
+        "the second tag (two more card events)",
+    )
 
     assert next(taps).uid == uids[1]
     stop.set()
     taps.close()
 
 
-def test_it_keeps_reading_after_a_tag_is_taken_away_in_the_middle_of_a_read(virtual_tag, reader, uids):
+def test_it_keeps_reading_after_a_tag_is_taken_away_in_the_middle_of_a_read(
+    virtual_tag, reader, uids
+):
     virtual_tag.send(f"tap-drop {uids[0]}")
     virtual_tag.expect("dropped")
     virtual_tag.wait_until_empty()
@@ -101,7 +111,9 @@ def test_it_keeps_reading_after_a_tag_is_taken_away_in_the_middle_of_a_read(virt
     assert errors and "tap it again" in errors[0]
 
 
-def test_it_reads_a_tag_within_half_a_second_of_the_tap_at_the_median(virtual_tag, reader, uids, capsys):
+def test_it_reads_a_tag_within_half_a_second_of_the_tap_at_the_median(
+    virtual_tag, reader, uids, capsys
+):
     # Real hands tap at any moment of pcscd's ~400 ms presence poll; a test that inserts right
     # after pcscd saw the reader empty always lands just after a poll (the worst case). So each
     # tap waits a random part of a poll first: this shapes the workload, it synchronises nothing.
@@ -122,17 +134,21 @@ def test_it_reads_a_tag_within_half_a_second_of_the_tap_at_the_median(virtual_ta
 
     median = statistics.median(latencies)
     with capsys.disabled():
-        print(f"\ntap-to-UID over {len(latencies)} taps: median {median * 1000:.0f} ms, "
-              f"min {min(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms; "
-              f"after pcscd reported the tag: median {statistics.median(own) * 1000:.1f} ms")
+        print(
+            f"\ntap-to-UID over {len(latencies)} taps: median {median * 1000:.0f} ms, "
+            f"min {min(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms; "
+            f"after pcscd reported the tag: median {statistics.median(own) * 1000:.1f} ms"
+        )
     assert median < 0.5
     assert max(latencies) < 1.0
 
 
 def test_it_comes_back_when_pcscd_restarts(pcscd, vpcd_ports, reader, uids):
     if not pcscd.owned:
-        pytest.fail("pcscd was already running outside the tests, and this test must restart it: "
-                    "stop it (systemctl stop pcscd.socket pcscd) and run the tests again.")
+        pytest.fail(
+            "pcscd was already running outside the tests, and this test must restart it: "
+            "stop it (systemctl stop pcscd.socket pcscd) and run the tests again."
+        )
     pcscd.stop()
     wait_until(lambda: not reader.backend.connected, 10, "the reader to notice pcscd is gone")
 

@@ -11,6 +11,7 @@ Commands (one per line): `insert UID`, `remove`, `swap UID` (off and the next on
 times pcscd asked for the ATR: it does so every ~400 ms while a tag is on), `quit`.
 Each event is printed as one flushed line (`inserted UID`, `apdu CMD RESPONSE`, `dropped CMD`,
 `removed`, `ejected` when pcscd hung up, `polls N`, `error ...`) so tests wait on output."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,7 +20,7 @@ import struct
 import sys
 import threading
 
-# A contactless storage card as PC/SC part 3 describes it (ISO 14443 A, standard "MIFARE Ultralight").
+# A contactless storage card as PC/SC part 3 describes it (ISO 14443 A, "MIFARE Ultralight").
 ATR = bytes.fromhex("3B8F8001804F0CA0000003060300030000000068")
 GET_UID = bytes.fromhex("FFCA000000")
 _print_lock = threading.Lock()
@@ -35,7 +36,13 @@ def ntag213_memory(uid: bytes) -> bytes:
     uid = (uid + bytes(7))[:7]
     bcc0 = 0x88 ^ uid[0] ^ uid[1] ^ uid[2]
     bcc1 = uid[3] ^ uid[4] ^ uid[5] ^ uid[6]
-    head = uid[:3] + bytes([bcc0]) + uid[3:] + bytes([bcc1, 0x48, 0, 0]) + bytes.fromhex("E1101200 0300FE00")
+    head = (
+        uid[:3]
+        + bytes([bcc0])
+        + uid[3:]
+        + bytes([bcc1, 0x48, 0, 0])
+        + bytes.fromhex("E1101200 0300FE00")
+    )
     return head + bytes(45 * 4 - len(head))
 
 
@@ -69,11 +76,11 @@ class Tag:
     def answer(self, apdu: bytes) -> bytes:
         if apdu == GET_UID:
             return self.uid + b"\x90\x00"
-        if len(apdu) == 5 and apdu[:3] == b"\xFF\xB0\x00":
+        if len(apdu) == 5 and apdu[:3] == b"\xff\xb0\x00":
             start, length = apdu[3] * 4, apdu[4] or 256
             if start + length <= len(self.memory):
-                return self.memory[start:start + length] + b"\x90\x00"
-        return b"\x6A\x81"
+                return self.memory[start : start + length] + b"\x90\x00"
+        return b"\x6a\x81"
 
     def serve(self) -> None:
         dropped = None
@@ -113,8 +120,15 @@ class Tag:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--port", type=int, default=35963, help="vpcd port of the reader (35963 = Virtual PCD 00 00)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=35963,
+        help="vpcd port of the reader (35963 = Virtual PCD 00 00)",
+    )
     port = parser.parse_args().port
     tag: Tag | None = None
     for line in sys.stdin:
