@@ -26,6 +26,11 @@ from tracker.exceptions import EventConflict
 from tracker.ledger import EventRequest, Read
 from tracker.models import AppendOnlyError, CustodyEvent, LedgerCheckpoint, Location, Media, ReaderDevice
 
+# Every test here touches the test database, if only through the module's busy ledger: the mark
+# makes pytest-django create that database even when only data-only tests are selected (it sets
+# up databases just for the tests that ask for them, and would otherwise leave the real one).
+pytestmark = pytest.mark.django_db
+
 BUSY_LEDGER_SIZE = 500
 TAMPERING_TRIALS = 1000
 
