@@ -356,13 +356,16 @@ def nfc_tag(nfc_port):
 class AgentProcess:
     """`python -m agent` as a reader station runs it, its JSON log lines parsed as they come."""
 
-    def __init__(self, tmp_path: Path, *reader_args: str):
+    def __init__(
+        self, tmp_path: Path, *reader_args: str, server: str | None = None, key: str | None = None
+    ):
         self.outbox = tmp_path / "outbox.sqlite3"
         key_file = tmp_path / "reader.key"
-        key_file.write_text("test-key-not-checked\n")
-        with socket.socket() as probe:  # a loopback port where no server listens: reads queue up
-            probe.bind(("127.0.0.1", 0))
-            server = f"http://127.0.0.1:{probe.getsockname()[1]}"
+        key_file.write_text((key or "no-server-checks-this-key") + "\n")
+        if server is None:  # a loopback port where no server listens: reads queue up
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                server = f"http://127.0.0.1:{probe.getsockname()[1]}"
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -436,11 +439,12 @@ class AgentProcess:
 
 @pytest.fixture
 def start_agent(tmp_path):
-    """start_agent("--reader", "pcsc", ...) → an AgentProcess, stopped after the test."""
+    """start_agent("--reader", "pcsc", ..., server=URL, key=KEY) → an AgentProcess, stopped after
+    the test (without a server its reads stay queued in its outbox)."""
     agents: list[AgentProcess] = []
 
-    def start(*reader_args: str) -> AgentProcess:
-        agents.append(AgentProcess(tmp_path, *reader_args))
+    def start(*reader_args: str, server: str | None = None, key: str | None = None) -> AgentProcess:
+        agents.append(AgentProcess(tmp_path, *reader_args, server=server, key=key))
         return agents[-1]
 
     yield start

@@ -1,5 +1,6 @@
 """PcscReader against a real pcscd, vsmartcard's virtual reader and the tag emulator process."""
 
+import io
 import random
 import statistics
 import threading
@@ -177,3 +178,81 @@ def test_it_puts_a_tag_tapped_at_the_agent_in_its_outbox(pcscd, virtual_tag, sta
     assert read["counter"] == 1 and read["event_id"]
     assert agent.stop() == 0
     assert agent.status()["queued"] == 1
+
+
+@pytest.fixture
+def test_database(django_db_setup):
+    """Fail (before `committed_db` empties anything) unless Django uses the test database.
+    pytest-django creates it only when some collected test asks for `db`/`transactional_db`/
+    `live_server` or the django_db mark; `committed_db` alone does not count."""
+    from django.db import connection
+
+    if connection.settings_dict["NAME"] != connection.creation._get_test_db_name():
+        pytest.fail(
+            f"Django is on {connection.settings_dict['NAME']}, not the test database: "
+            "no collected test asked pytest-django for one, and committed_db would empty it."
+        )
+
+
+@pytest.fixture
+def locate_station(test_database, start_server):
+    """A jacket on shelf FR-A1 with a bound tag, a `locate` reader registered there (its key),
+    and the Filmroom server running on loopback with that data committed."""
+    from django.core.management import call_command
+
+    from tests.conftest import make_user
+    from tracker import services
+    from tracker.choices import LocationKind, MediaKind, Role
+    from tracker.models import Location
+
+    shelf = Location.objects.create(code="FR-A1", name="Shelf A1", kind=LocationKind.SHELF)
+    staff = make_user("staff", Role.FILE_ROOM)
+    jacket = services.media_register(
+        code="FJ-PCSC-1", kind=MediaKind.FILM_JACKET, home_location=shelf, actor=staff
+    )
+    uid = "04C0FFEE0000A1"
+    services.tag_bind(uid=uid, media=jacket, actor=staff)
+    key = io.StringIO()
+    call_command(
+        "register_reader",
+        "pcsc-counter",
+        "--location",
+        "FR-A1",
+        "--mode",
+        "locate",
+        stdout=key,
+        stderr=io.StringIO(),
+    )
+    return {"url": start_server(), "key": key.getvalue().strip(), "uid": uid, "jacket": jacket}
+
+
+def test_it_records_a_tag_tapped_at_a_pcsc_station_in_the_custody_ledger(
+    pcscd, virtual_tag, locate_station, start_agent, capsys
+):
+    from tracker.models import CustodyEvent
+
+    agent = start_agent(
+        "--reader",
+        "pcsc",
+        "--reader-name",
+        VPCD_READER,
+        server=locate_station["url"],
+        key=locate_station["key"],
+    )
+    agent.expect("reader", status="connected", name=VPCD_READER)
+
+    tapped_at = time.monotonic()
+    virtual_tag.insert(locate_station["uid"])
+    read = agent.expect("read", uid=locate_station["uid"])
+    agent.expect("delivered", count=1)
+    delivered_at = time.monotonic()
+
+    event = CustodyEvent.objects.get(event_id=read["event_id"])
+    assert event.kind == "seen"
+    assert event.media == locate_station["jacket"]
+    assert event.to_location.code == "FR-A1"
+    assert event.device_counter == 1
+    with capsys.disabled():
+        print(
+            f"\ntap to ledger event through the agent: {(delivered_at - tapped_at) * 1000:.0f} ms"
+        )
