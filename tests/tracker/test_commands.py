@@ -45,7 +45,9 @@ def day(make_media, cast, places):
 def alter_stored_event(seq: int) -> None:
     """What someone with the database owner's rights could do: change one stored event."""
     with triggers_lifted(), connection.cursor() as cursor:
-        cursor.execute("UPDATE tracker_custodyevent SET tag_uid = '04FFFFFFFFFFFF' WHERE seq = %s", [seq])
+        cursor.execute(
+            "UPDATE tracker_custodyevent SET tag_uid = '04FFFFFFFFFFFF' WHERE seq = %s", [seq]
+        )
 
 
 def head_hash() -> str:
@@ -57,7 +59,7 @@ def head_hash() -> str:
 
 def test_verify_ledger_reports_an_intact_ledger(day):
     out, err = run("verify_ledger")
-    assert out.strip() == f"Ledger intact: 5 events, head {head_hash()}, 0 signed checkpoint(s) match."
+    assert out == f"Ledger intact: 5 events, head {head_hash()}, 0 signed checkpoint(s) match.\n"
     assert err == ""
 
 
@@ -126,7 +128,8 @@ def test_the_verifier_key_it_prints_is_accepted_by_verify_ledger(day, tmp_path):
 
 def test_verify_ledger_fails_with_the_verifier_key_of_another_key(day):
     run("ledger_checkpoint")
-    stranger = ledger.verifier_key(settings.LEDGER_ORIGIN, Ed25519PrivateKey.generate().public_key())
+    stranger_key = Ed25519PrivateKey.generate().public_key()
+    stranger = ledger.verifier_key(settings.LEDGER_ORIGIN, stranger_key)
     code, _out, err = refused("verify_ledger", "--vkey", stranger)
     assert code == 1
     assert "checkpoint cannot be trusted" in err
@@ -159,7 +162,7 @@ def test_rebuild_projection_check_passes_when_the_projection_matches(day):
 
 
 def test_rebuild_projection_check_exits_1_and_changes_nothing(day):
-    jacket, disc = day
+    _jacket, disc = day
     Media.objects.filter(pk=disc.pk).update(status=MediaStatus.MISSING)
     loans = list(Loan.objects.values())
     code, _out, err = refused("rebuild_projection", "--check")
@@ -178,8 +181,8 @@ def test_rebuild_projection_check_notices_a_loan_closed_behind_the_ledgers_back(
     assert not Loan.objects.filter(returned_at__isnull=True).exists()
 
 
-def test_rebuild_projection_repairs_the_projection_from_the_ledger(day, cast):
-    jacket, disc = day
+def test_rebuild_projection_repairs_the_projection_from_the_ledger(day):
+    _jacket, disc = day
     Media.objects.filter(pk=disc.pk).update(status=MediaStatus.MISSING, current_location=None)
     out, _err = run("rebuild_projection")
     assert "Rebuilt the projection from the ledger (1 difference(s) fixed)." in out

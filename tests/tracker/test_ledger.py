@@ -12,6 +12,7 @@ from datetime import timezone as dt_timezone
 from importlib import import_module
 
 import pytest
+import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -24,7 +25,14 @@ from tracker import ledger, services
 from tracker.choices import EventKind, LocationKind, MediaKind, MediaStatus
 from tracker.exceptions import EventConflict
 from tracker.ledger import EventRequest, Read
-from tracker.models import AppendOnlyError, CustodyEvent, LedgerCheckpoint, Location, Media, ReaderDevice
+from tracker.models import (
+    AppendOnlyError,
+    CustodyEvent,
+    LedgerCheckpoint,
+    Location,
+    Media,
+    ReaderDevice,
+)
 
 # Every test here touches the test database, if only through the module's busy ledger: the mark
 # makes pytest-django create that database even when only data-only tests are selected (it sets
@@ -116,13 +124,19 @@ def build_busy_ledger(size: int) -> None:
     rng = random.Random(20261124)
     User = get_user_model()
     staff = User.objects.create_user(username="ledger-staff", password="x")
-    doctors = [User.objects.create_user(username=f"ledger-doctor{n}", password="x") for n in range(3)]
+    doctors = [
+        User.objects.create_user(username=f"ledger-doctor{n}", password="x") for n in range(3)
+    ]
     room = Location.objects.create(code="L-FR", name="File room", kind=LocationKind.ROOM)
     shelves = [
-        Location.objects.create(code=f"L-A{n}", name=f"Shelf {n}", kind=LocationKind.SHELF, parent=room)
+        Location.objects.create(
+            code=f"L-A{n}", name=f"Shelf {n}", kind=LocationKind.SHELF, parent=room
+        )
         for n in range(3)
     ]
-    clinic = Location.objects.create(code="L-ORTHO", name="Orthopaedics", kind=LocationKind.DEPARTMENT)
+    clinic = Location.objects.create(
+        code="L-ORTHO", name="Orthopaedics", kind=LocationKind.DEPARTMENT
+    )
     courier = Location.objects.create(code="L-COURIER", name="Courier", kind=LocationKind.TRANSIT)
     reader = ReaderDevice.objects.create(name="ledger-desk", location=room)
     counter = iter(range(1, 10**6))
@@ -156,7 +170,9 @@ def build_busy_ledger(size: int) -> None:
             else:
                 services.media_seen(media=item, location=clinic, device=reader, read=read(uid))
         elif item.status == MediaStatus.IN_TRANSIT:
-            services.media_seen(media=item, location=rng.choice(shelves), actor=staff, device=reader, read=read(uid))
+            services.media_seen(
+                media=item, location=rng.choice(shelves), actor=staff, device=reader, read=read(uid)
+            )
         elif roll < 0.5:
             services.media_check_out(
                 media=item, borrower=rng.choice(doctors), actor=staff,
@@ -165,7 +181,9 @@ def build_busy_ledger(size: int) -> None:
         elif roll < 0.6:
             services.media_transfer(media=item, to_location=courier, actor=staff)
         elif roll < 0.8:
-            services.media_seen(media=item, location=rng.choice(shelves), device=reader, read=read(uid))
+            services.media_seen(
+                media=item, location=rng.choice(shelves), device=reader, read=read(uid)
+            )
         elif roll < 0.95 and count() <= size - 2:
             old = uid
             services.tag_unbind(uid=old, actor=staff, reason="label peeling")
@@ -203,7 +221,7 @@ def test_it_numbers_events_from_one_and_links_each_to_the_previous_hash(make_med
     for row in rows:
         body = ledger.event_body(row)
         assert row["hash"] == hashlib.sha256(
-            bytes.fromhex(row["prev_hash"]) + ledger.rfc8785.dumps(body)
+            bytes.fromhex(row["prev_hash"]) + rfc8785.dumps(body)
         ).hexdigest()
     result = ledger.verify_ledger()
     assert result.ok, result.reason
@@ -215,15 +233,19 @@ def test_it_verifies_an_empty_ledger(db):
     assert (result.ok, result.events, result.head_hash) == (True, 0, ledger.GENESIS_HASH)
 
 
-def test_it_hashes_the_device_time_the_received_time_and_the_device_counter(make_media, cast, places):
+def test_it_hashes_the_device_time_the_received_time_and_the_device_counter(
+    make_media, cast, places
+):
     media = make_media()
     device_time = timezone.now() - timedelta(minutes=5)
     services.media_seen(
-        media=media, location=places["shelf2"], actor=cast["staff"], read=Read("04AA", device_time, 7)
+        media=media, location=places["shelf2"], actor=cast["staff"],
+        read=Read("04AA", device_time, 7),
     )
     row = list(ledger.ledger_rows())[-1]
     body = ledger.event_body(row)
-    assert body["device_time"] == device_time.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = device_time.astimezone(dt_timezone.utc)
+    assert body["device_time"] == utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     assert body["device_counter"] == 7 and body["tag_uid"] == "04AA"
     assert body["received_at"].endswith("Z") and body["received_at"] != body["device_time"]
     assert ledger.verify_ledger().ok
@@ -328,9 +350,12 @@ def test_it_names_the_first_bad_seq_for_a_thousand_random_tamperings(busy_rows):
                 f"got ok={result.ok} first_bad_seq={result.first_bad_seq} ({result.reason})"
             )
         elif str(expected) not in result.reason:
-            missed.append(f"trial {trial}: {what}: the reason does not name {expected}: {result.reason}")
+            missed.append(f"trial {trial}: {what}: the reason does not name {expected}: "
+                          f"{result.reason}")
     assert busy_rows == pristine, "the trials must have changed copies only"
-    assert not missed, f"{len(missed)} of {TAMPERING_TRIALS} tamperings misjudged:\n" + "\n".join(missed[:20])
+    assert not missed, (
+        f"{len(missed)} of {TAMPERING_TRIALS} tamperings misjudged:\n" + "\n".join(missed[:20])
+    )
 
 
 @pytest.mark.parametrize(
@@ -345,7 +370,7 @@ def test_it_catches_a_change_to_every_hashed_field(busy_rows, name):
         assert (result.ok, result.first_bad_seq) == (False, k + 1), (name, k, result.reason)
 
 
-def test_dropping_the_newest_events_leaves_a_consistent_chain_that_only_a_checkpoint_exposes(busy_rows):
+def test_dropping_the_newest_events_leaves_a_chain_that_only_a_checkpoint_exposes(busy_rows):
     # Documents the limit of the chain alone; the checkpoint tests below close it.
     assert ledger.verify_rows(busy_rows[:-3]).ok
 
@@ -477,7 +502,10 @@ def test_a_stored_checkpoint_signed_by_another_key_is_rejected(make_media):
     key = other_key()
     note = ledger.sign_checkpoint(settings.LEDGER_ORIGIN, 1, head.hash, key)
     LedgerCheckpoint(
-        size=1, hash=head.hash, key_id=ledger.key_id(settings.LEDGER_ORIGIN, key.public_key()).hex(), note=note
+        size=1,
+        hash=head.hash,
+        key_id=ledger.key_id(settings.LEDGER_ORIGIN, key.public_key()).hex(),
+        note=note,
     ).save()
     assert not ledger.verify_ledger().ok
 
@@ -559,8 +587,8 @@ def test_the_database_refuses_raw_sql_that_changes_history(stored, table):
     before_events = list(ledger.ledger_rows())
     before_notes = list(LedgerCheckpoint.objects.values_list("note", flat=True))
     for statement in raw_statements(table):
-        with checks_settled(), pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-            with connection.cursor() as cursor:
+        with checks_settled(), pytest.raises(DatabaseError, match="append-only"):
+            with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute(statement)
     assert list(ledger.ledger_rows()) == before_events
     assert list(LedgerCheckpoint.objects.values_list("note", flat=True)) == before_notes
@@ -639,7 +667,9 @@ def test_a_conflicting_replay_names_every_differing_field(make_media, cast, plac
     media = make_media()
     event_id = uuid.uuid4()
     read = Read("04AABB", timezone.now(), 3)
-    services.media_seen(media=media, location=places["shelf2"], actor=cast["staff"], event_id=event_id, read=read)
+    services.media_seen(
+        media=media, location=places["shelf2"], actor=cast["staff"], event_id=event_id, read=read
+    )
     with pytest.raises(EventConflict) as raised:
         services.media_seen(
             media=media, location=places["clinic"], actor=cast["doctor"], event_id=event_id,
@@ -648,8 +678,12 @@ def test_a_conflicting_replay_names_every_differing_field(make_media, cast, plac
     assert raised.value.details["fields"] == ["actor_id", "device_counter", "to_location_id"]
     assert raised.value.details["seq"] == 2
     with pytest.raises(EventConflict) as raised:
-        services.media_check_out(media=media, borrower=cast["doctor"], actor=cast["staff"], event_id=event_id)
-    assert raised.value.details["fields"] == ["device_counter", "device_time", "holder_id", "kind", "tag_uid", "to_location_id"]
+        services.media_check_out(
+            media=media, borrower=cast["doctor"], actor=cast["staff"], event_id=event_id
+        )
+    assert raised.value.details["fields"] == [
+        "device_counter", "device_time", "holder_id", "kind", "tag_uid", "to_location_id"
+    ]
     assert count() == 2
     assert ledger.verify_ledger().ok
 
@@ -663,7 +697,8 @@ def test_a_replay_that_asks_for_another_due_date_is_a_conflict(make_media, cast)
     )
     with pytest.raises(EventConflict) as raised:
         services.media_check_out(
-            media=media, borrower=cast["doctor"], actor=cast["staff"], due_at=later, event_id=event_id
+            media=media, borrower=cast["doctor"], actor=cast["staff"], due_at=later,
+            event_id=event_id,
         )
     assert {"due_at", "payload"} & set(raised.value.details["fields"])
     loan.refresh_from_db()
@@ -672,7 +707,8 @@ def test_a_replay_that_asks_for_another_due_date_is_a_conflict(make_media, cast)
 
 def replays(make_media, cast, places):
     """Each service called once, then the state moves on: name → a call to repeat."""
-    jacket, disc, stick = make_media("FJ-R"), make_media("CD-R", kind=MediaKind.CD), make_media("USB-R")
+    jacket, disc = make_media("FJ-R"), make_media("CD-R", kind=MediaKind.CD)
+    stick = make_media("USB-R", kind=MediaKind.USB)
     staff, doctor, doctor2 = cast["staff"], cast["doctor"], cast["doctor2"]
     ids = {name: uuid.uuid4() for name in (
         "register", "bind", "unbind", "check_out", "hand_over", "move", "seen", "return", "retire",
@@ -682,8 +718,12 @@ def replays(make_media, cast, places):
             code="FJ-NEW", kind=MediaKind.FILM_JACKET, home_location=places["shelf"], actor=staff,
             event_id=ids["register"],
         ),
-        "bind": lambda: services.tag_bind(uid="04C0FFEE000001", media=jacket, actor=staff, event_id=ids["bind"]),
-        "unbind": lambda: services.tag_unbind(uid="04C0FFEE000001", actor=staff, event_id=ids["unbind"]),
+        "bind": lambda: services.tag_bind(
+            uid="04C0FFEE000001", media=jacket, actor=staff, event_id=ids["bind"]
+        ),
+        "unbind": lambda: services.tag_unbind(
+            uid="04C0FFEE000001", actor=staff, event_id=ids["unbind"]
+        ),
         "check_out": lambda: services.media_check_out(
             media=disc, borrower=doctor, actor=staff, event_id=ids["check_out"]
         ),
@@ -697,15 +737,20 @@ def replays(make_media, cast, places):
             media=disc, location=places["external"], actor=staff, event_id=ids["seen"]
         ),
         "return": lambda: services.media_return(media=disc, actor=staff, event_id=ids["return"]),
-        "retire": lambda: services.media_retire(media=stick, actor=staff, reason="broken", event_id=ids["retire"]),
+        "retire": lambda: services.media_retire(
+            media=stick, actor=staff, reason="broken", event_id=ids["retire"]
+        ),
     }
     return calls
 
 
 @pytest.mark.parametrize(
-    "name", ["register", "bind", "unbind", "check_out", "hand_over", "move", "seen", "return", "retire"]
+    "name",
+    ["register", "bind", "unbind", "check_out", "hand_over", "move", "seen", "return", "retire"],
 )
-def test_every_service_answers_a_late_replay_with_the_original_and_no_new_event(make_media, cast, places, name):
+def test_every_service_answers_a_late_replay_with_the_original_and_no_new_event(
+    make_media, cast, places, name
+):
     calls = replays(make_media, cast, places)
     first_results = {step: call() for step, call in calls.items()}
     events = count()

@@ -83,7 +83,9 @@ class FileRoomDay(RuleBasedStateMachine):
         self._savepoint.__enter__()
         User = get_user_model()
         self.users = {
-            name: User.objects.create_user(username=f"sm-{name}", password="x", is_active=name != "gone")
+            name: User.objects.create_user(
+                username=f"sm-{name}", password="x", is_active=name != "gone"
+            )
             for name in ["staff", *PEOPLE]
         }
         self.user_names = {user.pk: name for name, user in self.users.items()}
@@ -93,7 +95,7 @@ class FileRoomDay(RuleBasedStateMachine):
         }
         self.place_names = {place.pk: name for name, place in self.places.items()}
         self.items: dict[str, Item] = {}
-        self.tags: dict[str, str | None] = {}  # uid → code of the item it is on, for tags ever bound
+        self.tags: dict[str, str | None] = {}  # every tag ever bound → the item it is on now
         self._verified, self._snapshot = None, None
 
     def teardown(self):
@@ -222,7 +224,9 @@ class FileRoomDay(RuleBasedStateMachine):
             refusal,
             EventKind.RETURNED,
             lambda: services.media_return(
-                media=self.item(code), actor=self.staff, location=self.places[place] if place else None
+                media=self.item(code),
+                actor=self.staff,
+                location=self.places[place] if place else None,
             ),
         ):
             item.status, item.holder, item.location = MediaStatus.ON_SHELF, None, place or item.home
@@ -234,7 +238,9 @@ class FileRoomDay(RuleBasedStateMachine):
         if self.attempt(
             refusal,
             EventKind.TRANSFERRED,
-            lambda: services.media_transfer(media=self.item(code), to_location=self.places[place], actor=self.staff),
+            lambda: services.media_transfer(
+                media=self.item(code), to_location=self.places[place], actor=self.staff
+            ),
         ):
             item.status, item.location = moved_status(place, item.holder is not None), place
 
@@ -268,7 +274,9 @@ class FileRoomDay(RuleBasedStateMachine):
         if self.attempt(
             refusal,
             EventKind.SEEN,
-            lambda: services.media_seen(media=self.item(code), location=self.places[place], actor=self.staff),
+            lambda: services.media_seen(
+                media=self.item(code), location=self.places[place], actor=self.staff
+            ),
         ):
             if item.status in (MediaStatus.MISSING, MediaStatus.IN_TRANSIT):
                 item.status = moved_status(place, item.holder is not None)
@@ -326,19 +334,22 @@ class FileRoomDay(RuleBasedStateMachine):
             assert [self.user_names[b] for b in loans.values_list("borrower_id", flat=True)] == (
                 [item.holder] if item.holder else []
             ), code
-        bound = {
-            uid: code
-            for uid, code in TagBinding.objects.filter(unbound_at__isnull=True).values_list("tag__uid", "media__code")
-        }
+        active = TagBinding.objects.filter(unbound_at__isnull=True)
+        bound = dict(active.values_list("tag__uid", "media__code"))
         assert bound == {uid: code for uid, code in self.tags.items() if code is not None}
 
     @invariant()
     def every_status_follows_from_the_items_events(self):
+        # The rules of tracker/projection.py, written out again from the item's own events.
         for media in Media.objects.all():
             status, on_loan = None, False
             events = list(media.events.order_by("seq").select_related("to_location"))
             for event in events:
-                transit = event.to_location is not None and event.to_location.kind == LocationKind.TRANSIT
+                place = event.to_location
+                transit = place is not None and place.kind == LocationKind.TRANSIT
+                moved = MediaStatus.IN_TRANSIT if transit else (
+                    MediaStatus.ON_LOAN if on_loan or event.holder_id else MediaStatus.ON_SHELF
+                )
                 if event.kind == EventKind.MEDIA_REGISTERED:
                     status = MediaStatus.ON_SHELF
                 elif event.kind == EventKind.CHECKED_OUT:
@@ -346,14 +357,11 @@ class FileRoomDay(RuleBasedStateMachine):
                 elif event.kind == EventKind.RETURNED:
                     status, on_loan = MediaStatus.ON_SHELF, False
                 elif event.kind == EventKind.TRANSFERRED:
-                    on_loan = on_loan or event.holder_id is not None
-                    status = MediaStatus.IN_TRANSIT if transit else (
-                        MediaStatus.ON_LOAN if on_loan else MediaStatus.ON_SHELF
-                    )
-                elif event.kind == EventKind.SEEN and status in (MediaStatus.MISSING, MediaStatus.IN_TRANSIT):
-                    status = MediaStatus.IN_TRANSIT if transit else (
-                        MediaStatus.ON_LOAN if on_loan else MediaStatus.ON_SHELF
-                    )
+                    status, on_loan = moved, on_loan or event.holder_id is not None
+                elif event.kind == EventKind.SEEN and status in (
+                    MediaStatus.MISSING, MediaStatus.IN_TRANSIT
+                ):
+                    status = moved
                 elif event.kind == EventKind.RETIRED:
                     status = MediaStatus.RETIRED
             assert media.status == status, (media.code, [e.kind for e in events])
