@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
-DEBIAN_PACKAGES := gettext
+DEBIAN_PACKAGES := gettext pcscd vsmartcard-vpcd libpcsclite-dev swig
 PYTEST_ARGS ?=
 
 .PHONY: demo test test-sqlite test-postgres setup system-packages postgres-up messages

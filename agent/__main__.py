@@ -71,15 +71,15 @@ def run(args) -> int:
     stop, wake, drained = threading.Event(), threading.Event(), threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    reader = build_reader(args, outbox)
     sender = Sender(
         outbox_path=args.outbox, server=args.server, key=key, log=log, wake=wake,
-        batch_size=args.batch, cap=args.cap,
+        batch_size=args.batch, cap=args.cap, reader_connected=lambda: bool(reader.connected),
     )
     until_drained = drained if (args.reader == "sim" and args.sim_file) or args.reader == "wedge" else None
     sending = threading.Thread(target=sender.run, args=(stop,), kwargs={"until_drained": until_drained},
                                name="sender", daemon=True)
     sending.start()
-    reader = build_reader(args, outbox)
     debounce = Debounce(args.debounce if args.debounce is not None else (0.0 if args.reader == "sim" else 1.0))
     log("started", reader=args.reader, queued=outbox.queued(), server=args.server)
     try:

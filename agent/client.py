@@ -31,6 +31,7 @@ class Sender:
         batch_size: int = 200,
         timeout: float = 10.0,
         cap: int | None = None,
+        reader_connected: Callable[[], bool] = lambda: True,
     ):
         self.outbox_path = outbox_path
         self.url = server.rstrip("/") + "/api/v1/scans/"
@@ -40,14 +41,18 @@ class Sender:
         self.batch_size = min(batch_size, MAX_BATCH)
         self.timeout = timeout
         self.cap = cap
+        self.reader_connected = reader_connected
         self.backoff = 0.0
 
     def run(self, stop: threading.Event, *, until_drained: threading.Event | None = None) -> None:
         """Deliver until `stop` is set (or, once `until_drained` is set, until the queue is empty)."""
         outbox = Outbox(self.outbox_path, **({"cap": self.cap} if self.cap else {}))
-        alarm_raised = False
+        alarm_raised, connected = False, None
         with httpx.Client(timeout=self.timeout, headers=self.headers) as http:
             while not stop.is_set():
+                if self.reader_connected() != connected:  # for `python -m agent status`
+                    connected = self.reader_connected()
+                    outbox.set_state(reader_connected="true" if connected else "false")
                 batch = outbox.peek(self.batch_size)
                 if not batch:
                     if until_drained is not None and until_drained.is_set():

@@ -4,8 +4,12 @@ Tests that need committed data seen by other connections (threads, servers) use 
 `committed_db` fixture instead of pytest-django's transactional_db: Django's flush cannot
 empty the append-only ledger (its triggers refuse DELETE and TRUNCATE), so the fixture
 lifts the triggers for the clean-up only, as the database owner can."""
+import os
+import socket
+import tempfile
 import uuid
 from importlib import import_module
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -40,6 +44,13 @@ def pytest_configure(config):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # WhiteNoise serves STATIC_ROOT (filled by collectstatic in production); let it exist here.
     settings.STATIC_ROOT.mkdir(exist_ok=True)
+    # SQLite tests use a file, not memory, so a live server thread and other processes see
+    # committed data through their own connections, as on a real station.
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database.setdefault("TEST", {})["NAME"] = str(
+            Path(tempfile.gettempdir()) / f"filmroom-test-{os.getpid()}.sqlite3"
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -150,9 +161,40 @@ def wipe_database() -> None:
 
 @pytest.fixture
 def committed_db(django_db_setup, django_db_blocker):
-    """Database access where every service call really commits (for threads and servers)."""
+    """Database access where every service call really commits (for threads and servers).
+
+    pytest-django creates the test database only for tests that use a fixture named `db` (or
+    its marks), so a module using this one overrides `db` to depend on it. The check below
+    refuses to run (and wipe) anything but a test database."""
     with django_db_blocker.unblock():
+        name = connection.settings_dict["NAME"]
+        if name != connection.creation._get_test_db_name():
+            pytest.fail(f"committed_db would run on {name}, not a test database: override `db` in the module")
         wipe_database()
         yield
         connections.close_all()
         wipe_database()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def start_server(committed_db):
+    """start_server(port=None) → base URL of a real HTTP server running Filmroom on loopback,
+    stopped at the end of the test (it can also be started late, on a port chosen earlier)."""
+    from pytest_django.live_server_helper import LiveServer
+
+    servers = []
+
+    def start(port: int | None = None) -> str:
+        server = LiveServer(f"127.0.0.1:{port or free_port()}")
+        servers.append(server)
+        return server.url
+
+    yield start
+    for server in servers:
+        server.stop()

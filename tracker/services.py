@@ -544,7 +544,7 @@ UNDO_SECONDS = 120
 def scan_undo(*, record: ScanRecord, actor: User) -> CustodyEvent:
     """Undo a station's check-out, check-in or transfer shortly after it happened, by appending
     the compensating event (history is never edited). Refused when the item moved since."""
-    record = ScanRecord.objects.select_for_update().select_related("media").get(pk=record.pk)
+    record = ScanRecord.objects.select_for_update(of=("self",)).select_related("media").get(pk=record.pk)
     if record.undo_seq is not None:
         raise Conflict(_("This scan was already undone."))
     if record.outcome != ScanOutcome.OK or record.event_seq is None or record.code not in (

@@ -73,15 +73,15 @@ def test_binding_to_an_unknown_code_says_what_to_do(device, staff_browser):
 
 def test_the_live_stream_sends_each_new_scan(device, staff_browser, tagged):
     staff_browser.post("/station/counter-1/scan/", {"uid": "04A1B2C3D4E5F6"})
+    scan_id = ScanRecord.objects.get().id
     response = staff_browser.get("/station/counter-1/events/?after=0")
     assert response["Content-Type"] == "text/event-stream"
     chunks = iter(response.streaming_content)
     assert next(chunks).startswith(b"retry:")
     event = next(chunks).decode()
-    response.close()
     assert "event: scan" in event
     payload = json.loads(event.split("data: ", 1)[1])
-    assert payload["media"] == "FJ-300" and payload["id"] == ScanRecord.objects.get().id
+    assert payload["media"] == "FJ-300" and payload["id"] == scan_id
 
 
 def test_undo_from_the_page(device, staff_browser, tagged, cast):
