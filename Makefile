@@ -9,15 +9,23 @@ PORT ?= 8000
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 DEBIAN_PACKAGES := gettext pcscd vsmartcard-vpcd libpcsclite-dev swig
 PYTEST_ARGS ?=
+DEMO_READS_PER_SECOND ?= 0.5
 
 .PHONY: demo test test-sqlite test-postgres setup system-packages postgres-up messages
 
+# The demo: SQLite under var/, demo data, and a simulated reader (the real agent, reading random
+# demo tags) feeding the scan station page of reader "demo-station".
 demo: setup messages
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py register_reader demo-station --location FR --mode locate --revoke-old > var/demo-reader.key
 	@echo
 	@echo "Filmroom is starting at http://$(HOST):$(PORT)/  (log in with a demo login above; Ctrl-C stops it)"
+	@echo "Scan station fed by a simulated reader: http://$(HOST):$(PORT)/station/demo-station/  (log in as staff)"
 	@echo
+	@$(BIN)/python -m agent --server http://$(HOST):$(PORT) --key-file var/demo-reader.key --reader sim \
+	  --sim-rate $(DEMO_READS_PER_SECOND) --outbox var/demo-outbox.sqlite3 > var/demo-agent.log 2>&1 & \
+	agent=$$!; trap 'kill $$agent 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/python manage.py runserver --noreload $(HOST):$(PORT)
 
 test: setup messages
