@@ -76,7 +76,9 @@ def run(args) -> int:
         outbox_path=args.outbox, server=args.server, key=key, log=log, wake=wake,
         batch_size=args.batch, cap=args.cap, reader_connected=lambda: bool(reader.connected),
     )
-    until_drained = drained if (args.reader == "sim" and args.sim_file) or args.reader == "wedge" else None
+    # A replayed sim file ends when everything is delivered; a wedge reader's input ending (its
+    # tty closed) stops the agent at once: unsent reads wait in the outbox for the next start.
+    until_drained = drained if args.reader == "sim" and args.sim_file else None
     sending = threading.Thread(target=sender.run, args=(stop,), kwargs={"until_drained": until_drained},
                                name="sender", daemon=True)
     sending.start()
@@ -94,6 +96,8 @@ def run(args) -> int:
     finally:
         drained.set()
         wake.set()
+    if until_drained is None:
+        stop.set()
     while sending.is_alive() and not stop.is_set():
         sending.join(0.5)
     stop.set()
