@@ -28,19 +28,24 @@ def db(committed_db):
 
 @pytest.fixture
 def file_room(db):
-    """A committed cast and shelf (the `cast` fixture lives in a test transaction threads cannot see)."""
+    """Committed people and places (`cast` lives in a test transaction threads cannot see)."""
     shelf = Location.objects.create(code="FR-A1", name="Shelf A1", kind=LocationKind.SHELF)
     return {
         "staff": make_user("staff", Role.FILE_ROOM),
         "doctor": make_user("doctor", Role.CLINICIAN),
         "shelf": shelf,
-        "clinic": Location.objects.create(code="ORTHO", name="Orthopaedics", kind=LocationKind.DEPARTMENT),
+        "clinic": Location.objects.create(
+            code="ORTHO", name="Orthopaedics", kind=LocationKind.DEPARTMENT
+        ),
     }
 
 
 def register(file_room, code: str) -> Media:
     return services.media_register(
-        code=code, kind=MediaKind.FILM_JACKET, home_location=file_room["shelf"], actor=file_room["staff"]
+        code=code,
+        kind=MediaKind.FILM_JACKET,
+        home_location=file_room["shelf"],
+        actor=file_room["staff"],
     )
 
 
@@ -87,7 +92,8 @@ def test_it_lends_an_item_once_when_fifty_check_outs_race(file_room):
 
     loans = [o for o in outcomes if isinstance(o, Loan)]
     refused = [o for o in outcomes if isinstance(o, AlreadyOnLoan)]
-    assert (len(loans), len(refused)) == (1, 49), [o for o in outcomes if not isinstance(o, (Loan, AlreadyOnLoan))]
+    others = [o for o in outcomes if not isinstance(o, (Loan, AlreadyOnLoan))]
+    assert (len(loans), len(refused)) == (1, 49), others
     assert CustodyEvent.objects.filter(kind=EventKind.CHECKED_OUT).count() == 1
     assert Loan.objects.filter(media=media, returned_at__isnull=True).get().pk == loans[0].pk
     media.refresh_from_db()
@@ -112,7 +118,8 @@ def test_it_answers_one_201_and_forty_nine_409s_to_fifty_api_check_outs(file_roo
 
     statuses = sorted(getattr(r, "status_code", r) for r in responses)
     assert statuses == [201] + [409] * 49
-    assert {r.json()["error"]["code"] for r in responses if r.status_code == 409} == {"already_on_loan"}
+    codes = {r.json()["error"]["code"] for r in responses if r.status_code == 409}
+    assert codes == {"already_on_loan"}
     assert CustodyEvent.objects.filter(kind=EventKind.CHECKED_OUT).count() == 1
     assert Loan.objects.filter(media__code="FJ-API", returned_at__isnull=True).count() == 1
     assert_ledger_intact()
