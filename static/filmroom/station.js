@@ -50,7 +50,10 @@
       undo.addEventListener("click", function () {
         undo.disabled = true;
         post(root.dataset.undoUrl, { scan: scan.id }).then(function (result) {
-          if (result.error) { undo.disabled = false; alert(result.error.message); }
+          if (result.error) { undo.disabled = false; alert(result.error.message); return; }
+          // Say it worked: a greyed-out "Undo" alone looks like it failed.
+          row.classList.add("undone");
+          undo.textContent = i18n.undone;
         });
       });
       actions.appendChild(undo);
