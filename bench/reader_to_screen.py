@@ -237,10 +237,12 @@ class AgentLog:
                     print(f"agent error: {entry}", file=sys.stderr)
                 self.changed.notify_all()
 
+    def _logged(self, event: str) -> bool:
+        return any(entry["event"] == event for entry in self.events)
+
     def wait_for(self, event: str, timeout: float) -> None:
         with self.changed:
-            logged = self.changed.wait_for(lambda: any(e["event"] == event for e in self.events), timeout)
-            if not logged:
+            if not self.changed.wait_for(lambda: self._logged(event), timeout):
                 raise SystemExit(f"the agent logged no {event!r} within {timeout} s: {self.events}")
 
 
