@@ -93,7 +93,9 @@ def tag_uid(n: int) -> str:
     return f"04{n:012X}"
 
 
-def stocked_file_room(jackets: int = 2000, mode: str = "locate", uids: list[str] | None = None) -> dict:
+def stocked_file_room(
+    jackets: int = 2000, mode: str = "locate", uids: list[str] | None = None
+) -> dict:
     """A shelf, a reader station standing at it, and `jackets` jackets each wearing a tag (the
     tags `uids`, or 04000000000001 ...). Bulk-created: the ledger starts empty."""
     from django.contrib.auth import get_user_model
@@ -103,7 +105,9 @@ def stocked_file_room(jackets: int = 2000, mode: str = "locate", uids: list[str]
     from tracker.models import Location, Media, ReaderDevice, Tag, TagBinding
 
     shelf = Location.objects.create(code="FR-A1", name="Shelf A1", kind=LocationKind.SHELF)
-    clinic = Location.objects.create(code="ORTHO", name="Orthopaedics", kind=LocationKind.DEPARTMENT)
+    clinic = Location.objects.create(
+        code="ORTHO", name="Orthopaedics", kind=LocationKind.DEPARTMENT
+    )
     staff = get_user_model().objects.create(username="staff")
     reader = ReaderDevice.objects.create(name="counter-1", location=shelf, mode=mode)
     uids = uids or [tag_uid(n) for n in range(1, jackets + 1)]
@@ -246,7 +250,8 @@ def create_twin_tables() -> None:
 
 
 def _select(table: str, columns: tuple, key: str, values: list) -> dict:
-    """{key value: row as the database adapter takes it back} for the rows whose `key` is in values."""
+    """{key value: row as the database adapter takes it back} for the rows whose `key` is in
+    `values`."""
     from django.db import connection
 
     if connection.vendor == "sqlite":  # the stored text, not the datetime Django's converter makes
@@ -259,9 +264,9 @@ def _select(table: str, columns: tuple, key: str, values: list) -> dict:
     with connection.cursor() as cursor:
         for start in range(0, len(values), 500):
             chunk = values[start:start + 500]
+            placeholders = ", ".join(["%s"] * len(chunk))
             cursor.execute(
-                f"SELECT {', '.join(wanted)} FROM {table} WHERE {key} IN ({', '.join(['%s'] * len(chunk))})",
-                chunk,
+                f"SELECT {', '.join(wanted)} FROM {table} WHERE {key} IN ({placeholders})", chunk
             )
             rows.update({row[index]: list(row) for row in cursor.fetchall()})
     return rows
@@ -288,7 +293,8 @@ def insert_bare(pairs: list[tuple[list, list | None]]) -> float:
     from django.db import connection, transaction
 
     def sql(table, columns):
-        return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+        placeholders = ", ".join(["%s"] * len(columns))
+        return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"
 
     scan_sql = sql(TWINS["tracker_scanrecord"], SCAN_COLUMNS)
     event_sql = sql(TWINS["tracker_custodyevent"], EVENT_COLUMNS)
@@ -376,9 +382,11 @@ def main() -> None:
     ingest_service(room["reader"], warm)
     insert_bare(written_rows(warm))
     ingest_api(key, mix.take(BATCH))
-    print(f"{name}: {args.scans} reads per measurement ({KNOWN_SHARE:.0%} bound tags in locate mode "
-          f"-> seen events, the rest unknown tags), batches of {BATCH}; baseline = raw INSERT of the "
-          "same ScanRecord + CustodyEvent rows, one transaction per read")
+    print(f"{name}: {args.scans} reads per measurement ({KNOWN_SHARE:.0%} bound tags in locate "
+          f"mode -> seen events, the rest unknown tags), batches of {BATCH}; baseline = raw INSERT "
+          "of the "
+          "same ScanRecord + CustodyEvent rows, one transaction per read; load average before: "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     for round_no in (1, 2):
         for label, ingest in (
