@@ -33,8 +33,10 @@ def db(committed_db):
     """Everything here is really committed: the server thread answering the browser sees it."""
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser():
+    """Chromium for the tests in this folder. Playwright stops with it: while it runs, Django
+    sees an event loop in this thread, which the rest of the suite must not."""
     executable = shutil.which("chromium")
     if executable is None:
         pytest.fail("Debian's chromium is not on PATH: `apt-get install chromium` for these tests.")
