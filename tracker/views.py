@@ -79,6 +79,7 @@ def server_error(request):
 # --- scan stations --------------------------------------------------------------------------
 
 SSE_POLL_SECONDS = 0.1
+SSE_HEARTBEAT_SECONDS = 5  # a closed page is noticed at the next write: keep it soon
 SSE_STREAM_SECONDS = 300  # the browser reconnects; keeps a worker from being held for ever
 
 
@@ -198,7 +199,7 @@ def station_events(request, name: str):
             if scans:
                 quiet_since = time.monotonic()
                 continue
-            if time.monotonic() - quiet_since > 15:
+            if time.monotonic() - quiet_since > SSE_HEARTBEAT_SECONDS:
                 quiet_since = time.monotonic()
                 yield ": still here\n\n"
             time.sleep(SSE_POLL_SECONDS)

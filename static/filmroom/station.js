@@ -22,7 +22,12 @@
       body: body,
       credentials: "same-origin",
       headers: { "X-CSRFToken": csrfToken(), "Accept": "application/json" },
-    }).then(function (response) { return response.json(); });
+    }).then(function (response) {
+      return response.json();
+    }).catch(function () {
+      // Not JSON (a login page after the session ended, a proxy error) or no answer at all.
+      return { error: { message: i18n.failed } };
+    });
   }
 
   function show(scan) {
