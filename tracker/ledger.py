@@ -95,6 +95,9 @@ class EventRequest:
     holder: object = None
     event_id: uuid.UUID | str | None = None
     read: Read = field(default_factory=Read)
+    # Payload values the caller chose (an explicit due date, a reason): a replay must ask the
+    # same. Values the service derives (a due date from the loan policy) are not compared.
+    asked: dict = field(default_factory=dict)
 
     def fields(self) -> dict:
         return {
@@ -298,14 +301,15 @@ def replayed(request: EventRequest) -> CustodyEvent | None:
         return None
     asked = request.fields()
     stored = {name: getattr(prior, name) for name in REQUEST_FIELDS}
-    if asked != stored:
-        differing = sorted(name for name in REQUEST_FIELDS if asked[name] != stored[name])
+    differing = [name for name in REQUEST_FIELDS if asked[name] != stored[name]]
+    differing += [name for name, value in request.asked.items() if prior.payload.get(name) != value]
+    if differing:
         raise EventConflict(
             _("Event %(id)s was already recorded with different details.")
             % {"id": request.event_id},
             event_id=str(request.event_id),
             seq=prior.seq,
-            fields=differing,
+            fields=sorted(differing),
         )
     return prior
 

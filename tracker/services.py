@@ -225,7 +225,8 @@ def tag_unbind(
     last = binding or TagBinding.objects.filter(tag=tag).order_by("-bound_at", "-pk").first()
     media = last.media if last else None
     request = EventRequest(
-        EventKind.TAG_UNBOUND, media=media, actor=actor, device=device, event_id=event_id, read=Read(tag.uid)
+        EventKind.TAG_UNBOUND, media=media, actor=actor, device=device, event_id=event_id,
+        read=Read(tag.uid), asked={"reason": reason} if reason else {},
     )
     if prior := ledger.replayed(request):
         return TagBinding.objects.get(unbound_seq=prior.seq)
@@ -260,6 +261,7 @@ def media_check_out(
         holder=borrower,
         event_id=event_id,
         read=read or Read(),
+        asked={"due_at": ledger.format_time(due_at)} if due_at else {},
     )
     if prior := ledger.replayed(request):
         return Loan.objects.get(out_seq=prior.seq)
@@ -400,7 +402,10 @@ def media_retire(
     *, media: Media, actor: User, reason: str, device: ReaderDevice | None = None, event_id=None
 ) -> Media:
     """Take an item out of circulation for good (it stays in history)."""
-    request = EventRequest(EventKind.RETIRED, media=media, actor=actor, device=device, event_id=event_id)
+    request = EventRequest(
+        EventKind.RETIRED, media=media, actor=actor, device=device, event_id=event_id,
+        asked={"reason": (reason or "").strip()},
+    )
     if ledger.replayed(request):
         return Media.objects.get(pk=media.pk)
     media = _locked(media)
