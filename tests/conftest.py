@@ -52,7 +52,8 @@ def pytest_configure(config):
             Path(tempfile.gettempdir()) / f"filmroom-test-{os.getpid()}.sqlite3"
         )
     else:  # named explicitly, so committed_db can tell the test database from the real one
-        database.setdefault("TEST", {}).setdefault("NAME", "test_" + database["NAME"])
+        test = database.setdefault("TEST", {})
+        test["NAME"] = test.get("NAME") or "test_" + database["NAME"]
 
 
 @pytest.fixture(autouse=True)

@@ -277,7 +277,7 @@ def store(rows: list[dict], spoil: str | None, at: int) -> None:
 @given(storable_rows())
 def test_it_judges_any_stored_table_exactly_as_the_row_by_row_check_does(db, monkeypatch, case):
     rows, spoil, at = case
-    monkeypatch.setattr(ledger, "VERIFY_CHUNK_ROWS", 3)  # chunk boundaries, several per case
+    monkeypatch.setattr(ledger.verify, "VERIFY_CHUNK_ROWS", 3)  # chunk boundaries, several per case
     with transaction.atomic():
         store(rows, spoil, at)
         try:
@@ -294,7 +294,7 @@ def test_it_reads_a_usual_ledger_straight_from_the_table(make_media, cast, place
     for n in range(12):
         services.media_seen(media=media[n % 3], location=places["shelf2"], actor=cast["staff"])
     services.media_check_out(media=media[0], borrower=cast["doctor"], actor=cast["staff"])
-    monkeypatch.setattr(ledger, "VERIFY_CHUNK_ROWS", 4)
+    monkeypatch.setattr(ledger.verify, "VERIFY_CHUNK_ROWS", 4)
     with CaptureQueriesContext(connection) as queries:
         result = ledger.verify_ledger()
     assert result.ok and result.events == 16
