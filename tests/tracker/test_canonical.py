@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from tracker import ledger, services
 from tracker.choices import EventKind
+from tracker.exceptions import InvalidRequest
 from tracker.models import CustodyEvent
 
 ZONES = [
@@ -175,7 +176,7 @@ def reference_verdict(rows) -> tuple:
             return (False, seq, f"event {seq} does not link to the hash of event {seq - 1}")
         try:
             body = rfc8785.dumps(ledger.event_body(row))
-        except (TypeError, ValueError, ledger.InvalidRequest, rfc8785.CanonicalizationError) as exc:
+        except (TypeError, ValueError, InvalidRequest, rfc8785.CanonicalizationError) as exc:
             return (False, seq, f"event {seq} cannot be read: {exc}")
         if hashlib.sha256(bytes.fromhex(prev) + body).hexdigest() != row["hash"]:
             return (False, seq, f"event {seq} was altered: its hash does not match its content")
