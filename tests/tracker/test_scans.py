@@ -191,3 +191,13 @@ def test_undo_is_refused_after_the_window_or_once_the_item_moved(station, tagged
     record.refresh_from_db()
     with pytest.raises(services.Conflict, match="Too late"):
         services.scan_undo(record=record, actor=cast["staff"])
+
+
+def test_a_borrower_chosen_long_ago_is_not_lent_the_next_items(station, tagged, cast):
+    services.station_configure(device=station["device"], mode=ReaderMode.CHECK_OUT, borrower=cast["doctor"])
+    ReaderDevice.objects.filter(pk=station["device"].pk).update(
+        borrower_chosen_at=timezone.now() - timedelta(seconds=services.BORROWER_CHOICE_SECONDS + 1)
+    )
+    [result] = post(station, read()).json()["results"]
+    assert result["outcome"] == "error" and "expired" in result["message"]
+    assert not Loan.objects.exists()

@@ -1,0 +1,50 @@
+"""Custody services: each is one transaction that checks the file room's rules, appends exactly
+one ledger event and applies it to the projection. They raise tracker.exceptions errors.
+
+custody.py: media, tags, loans and moves; stations.py: reads at reader stations, undo, SUN tags.
+"""
+from ..exceptions import Conflict
+from .custody import (
+    loan_due_at,
+    media_check_out,
+    media_for_tag,
+    media_register,
+    media_retire,
+    media_return,
+    media_seen,
+    media_transfer,
+    tag_bind,
+    tag_for,
+    tag_unbind,
+)
+from .stations import (
+    BORROWER_CHOICE_SECONDS,
+    UNDO_SECONDS,
+    scan_record,
+    scan_undo,
+    station_configure,
+    tag_set_sun_key,
+    tag_verify_sun,
+)
+
+__all__ = [
+    "BORROWER_CHOICE_SECONDS",
+    "Conflict",
+    "UNDO_SECONDS",
+    "loan_due_at",
+    "media_check_out",
+    "media_for_tag",
+    "media_register",
+    "media_retire",
+    "media_return",
+    "media_seen",
+    "media_transfer",
+    "scan_record",
+    "scan_undo",
+    "station_configure",
+    "tag_bind",
+    "tag_for",
+    "tag_set_sun_key",
+    "tag_unbind",
+    "tag_verify_sun",
+]

@@ -1,0 +1,283 @@
+"""Reader stations: what a read means at a station, undoing a station's action, and the
+authenticity of NTAG 424 DNA tags (SUN messages)."""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from .. import ledger
+from ..choices import EventKind, MediaStatus, ReaderMode, ScanOutcome, TagTechnology
+from ..exceptions import (
+    Conflict,
+    DomainError,
+    EventConflict,
+    InvalidRequest,
+    SunReplay,
+    UnknownTag,
+)
+from ..ledger import Read
+from ..models import (
+    Badge,
+    CustodyEvent,
+    Loan,
+    Location,
+    ReaderDevice,
+    ScanRecord,
+    Tag,
+    Transfer,
+)
+from ..tags import (
+    SunError,
+    SunMessage,
+    UidError,
+    normalise_uid,
+    open_sun_key,
+    seal_sun_key,
+    sun_check_mac,
+    sun_picc_data,
+)
+
+User = AbstractBaseUser
+logger = logging.getLogger(__name__)
+
+from .custody import (
+    _name,
+    media_check_out,
+    media_for_tag,
+    media_return,
+    media_seen,
+    media_transfer,
+    tag_for,
+)
+
+# --- reader stations ------------------------------------------------------------------------
+
+# A borrower chosen on the page or by a badge tap stays chosen this long after the last
+# check-out to them: the next doctor at the counter is not lent the previous one's items.
+BORROWER_CHOICE_SECONDS = 300
+
+
+def station_configure(
+    *,
+    device: ReaderDevice,
+    mode: str | None = None,
+    borrower: User | None = None,
+    destination: Location | None = None,
+    destination_holder: User | None = None,
+) -> ReaderDevice:
+    """What the next taps at this station mean (chosen on the station page)."""
+    if mode is not None:
+        if mode not in ReaderMode.values:
+            raise InvalidRequest(_("“%(mode)s” is not a station mode.") % {"mode": mode})
+        device.mode = mode
+    device.borrower = borrower
+    device.borrower_chosen_at = timezone.now() if borrower else None
+    device.destination = destination
+    device.destination_holder = destination_holder
+    device.save(update_fields=["mode", "borrower", "borrower_chosen_at", "destination", "destination_holder"])
+    return device
+
+
+def _scan_conflict(record: ScanRecord, *, device, raw_uid, read_at, counter) -> bool:
+    return (record.device_id, record.raw_uid, record.read_at, record.counter) != (
+        device.pk, raw_uid, read_at, counter,
+    )
+
+
+def scan_record(
+    *, device: ReaderDevice, event_id, raw_uid: str, read_at: datetime, counter: int | None = None
+) -> tuple[ScanRecord, bool]:
+    """Decide what one station read means from the station's mode, record it, and return
+    (record, replayed). A read whose event_id was seen before returns the first record; with
+    other details it raises EventConflict. Custody changes go through the services above, so the
+    read's event_id becomes the ledger event's id."""
+    with transaction.atomic():
+        ledger.lock()  # one reader at a time per event_id, and the ledger's order
+        prior = ScanRecord.objects.filter(event_id=event_id).first()
+        if prior is not None:
+            if _scan_conflict(prior, device=device, raw_uid=raw_uid, read_at=read_at, counter=counter):
+                raise EventConflict(
+                    _("Read %(id)s was already delivered with different details.") % {"id": event_id},
+                    event_id=str(event_id),
+                )
+            return prior, True
+        record = ScanRecord(
+            event_id=event_id, device=device, raw_uid=raw_uid[:64], read_at=read_at, counter=counter,
+            mode=device.mode,
+        )
+        try:
+            with transaction.atomic():
+                _scan_meaning(record, device=device)
+        except DomainError as error:
+            record.outcome = ScanOutcome.UNKNOWN_TAG if isinstance(error, UnknownTag) else ScanOutcome.ERROR
+            record.code, record.message = error.code, error.message[:300]
+        record.save()
+        return record, False
+
+
+def _scan_meaning(record: ScanRecord, *, device: ReaderDevice) -> None:
+    """Fill `record` with what the read did; raise a DomainError to refuse it (nothing changes)."""
+    try:
+        record.uid = normalise_uid(record.raw_uid, fmt=device.uid_format)
+    except UidError as exc:
+        raise InvalidRequest(_("Unreadable tag: %(reason)s") % {"reason": exc}) from exc
+    badge = Badge.objects.select_related("user").filter(uid=record.uid, is_active=True).first()
+    if badge is not None:
+        station_configure(device=device, borrower=badge.user, destination=device.destination,
+                          destination_holder=device.destination_holder)
+        record.outcome, record.code = ScanOutcome.BADGE, "badge"
+        record.message = _("Borrower for the next check-outs: %(name)s") % {"name": _name(badge.user)}
+        return
+    media = media_for_tag(record.uid)
+    record.media = media
+    read = Read(record.uid, record.read_at, record.counter)
+    common = {"media": media, "actor": None, "device": device, "event_id": record.event_id, "read": read}
+    mode = device.mode
+    if mode == ReaderMode.LOCATE:
+        media_seen(location=device.location, **common)
+        record.message = _("%(code)s seen at %(place)s") % {"code": media.code, "place": device.location.name}
+    elif mode == ReaderMode.CHECK_IN:
+        media.refresh_from_db()
+        if media.status == MediaStatus.ON_SHELF:
+            record.outcome, record.code = ScanOutcome.WARNING, "not_on_loan"
+            record.message = _("%(code)s is already checked in (on the shelf at %(place)s).") % {
+                "code": media.code,
+                "place": media.current_location.name if media.current_location else "?",
+            }
+            return
+        media_return(location=device.location, **common)
+        record.message = _("%(code)s checked in at %(place)s") % {"code": media.code, "place": device.location.name}
+    elif mode == ReaderMode.CHECK_OUT:
+        borrower = _station_borrower(device)
+        loan = media_check_out(borrower=borrower, destination=device.destination, **common)
+        record.message = _("%(code)s checked out to %(name)s, due %(due)s") % {
+            "code": media.code,
+            "name": _name(borrower),
+            "due": timezone.localtime(loan.due_at).strftime("%Y-%m-%d"),
+        }
+    elif mode == ReaderMode.TRANSFER:
+        if device.destination is None and device.destination_holder is None:
+            raise InvalidRequest(_("Choose where the items go on the station page first."))
+        media_transfer(to_location=device.destination, to_holder=device.destination_holder, **common)
+        record.message = _("%(code)s transferred") % {"code": media.code}
+    else:  # inventory: reads are recorded; the inventory session decides what they mean
+        record.outcome, record.code = ScanOutcome.OK, "inventory_read"
+        record.message = _("%(code)s read for inventory") % {"code": media.code}
+        return
+    record.outcome, record.code = ScanOutcome.OK, mode
+    record.event_seq = CustodyEvent.objects.only("seq").get(event_id=record.event_id).seq
+
+
+def _station_borrower(device: ReaderDevice) -> User:
+    if device.borrower is None:
+        raise InvalidRequest(_("Choose the borrower on the station page or tap their badge first."))
+    if timezone.now() - device.borrower_chosen_at > timedelta(seconds=BORROWER_CHOICE_SECONDS):
+        raise InvalidRequest(
+            _("The borrower chosen earlier (%(name)s) has expired. Choose the borrower again or tap their badge.")
+            % {"name": _name(device.borrower)}
+        )
+    device.borrower_chosen_at = timezone.now()  # still at the counter: keep the choice alive
+    device.save(update_fields=["borrower_chosen_at"])
+    return device.borrower
+
+
+UNDO_SECONDS = 120
+
+
+@transaction.atomic
+def scan_undo(*, record: ScanRecord, actor: User) -> CustodyEvent:
+    """Undo a station's check-out, check-in or transfer shortly after it happened, by appending
+    the compensating event (history is never edited). Refused when the item moved since."""
+    record = ScanRecord.objects.select_for_update(of=("self",)).select_related("media").get(pk=record.pk)
+    if record.undo_seq is not None:
+        raise Conflict(_("This scan was already undone."))
+    if record.outcome != ScanOutcome.OK or record.event_seq is None or record.code not in (
+        ReaderMode.CHECK_OUT, ReaderMode.CHECK_IN, ReaderMode.TRANSFER
+    ):
+        raise InvalidRequest(_("Only a check-out, check-in or transfer can be undone."))
+    if timezone.now() - record.received_at > timedelta(seconds=UNDO_SECONDS):
+        raise Conflict(
+            _("Too late to undo: it is more than %(n)d seconds old. Record the correction as a new action.")
+            % {"n": UNDO_SECONDS}
+        )
+    event = CustodyEvent.objects.get(seq=record.event_seq)
+    latest = CustodyEvent.objects.filter(media_id=event.media_id).order_by("-seq").values_list("seq", flat=True).first()
+    if latest != event.seq:
+        raise Conflict(_("%(code)s has moved since this scan; undo refused.") % {"code": record.media.code})
+    media = record.media
+    if event.kind == EventKind.CHECKED_OUT:
+        media_return(media=media, actor=actor, location=event.from_location or media.home_location,
+                     undo_of=event.seq)
+    elif event.kind == EventKind.RETURNED:
+        loan = Loan.objects.get(returned_seq=event.seq)
+        media_check_out(media=media, borrower=loan.borrower, actor=actor, due_at=loan.due_at,
+                        destination=loan.destination, undo_of=event.seq)
+    else:
+        transfer = Transfer.objects.get(seq=event.seq)
+        media_transfer(media=media, actor=actor, to_location=transfer.from_location,
+                       to_holder=transfer.from_holder if transfer.to_holder_id else None, undo_of=event.seq)
+    undo = CustodyEvent.objects.filter(media_id=event.media_id).order_by("-seq").first()
+    record.undo_seq = undo.seq
+    record.save(update_fields=["undo_seq"])
+    return undo
+
+
+@transaction.atomic
+def tag_set_sun_key(*, uid: str, key_hex: str) -> Tag:
+    """Give an NTAG 424 DNA tag its SUN file-read key (stored encrypted)."""
+    tag = tag_for(uid)
+    try:
+        key = bytes.fromhex(key_hex)
+    except ValueError:
+        raise InvalidRequest(_("A SUN key is 32 hex digits.")) from None
+    try:
+        tag.sun_key_encrypted = seal_sun_key(key)
+    except SunError as exc:
+        raise InvalidRequest(str(exc)) from exc
+    tag.technology = TagTechnology.NTAG424
+    tag.save(update_fields=["sun_key_encrypted", "technology"])
+    return tag
+
+
+@transaction.atomic
+def tag_verify_sun(
+    *, c: str, e: str | None = None, uid: str | None = None, ctr: str | None = None, enc: str | None = None
+) -> Tag:
+    """Check a SUN message (`e`+`c`, or the plain mirror `uid`+`ctr`+`c`) and accept its counter.
+    A counter not above the last accepted one is a replay: refused and logged."""
+    try:
+        if e:
+            if settings.SUN_META_READ_KEY is None:
+                raise SunError(_("This site has no SUN meta-read key configured."))
+            message = sun_picc_data(e, settings.SUN_META_READ_KEY)
+        else:
+            message = SunMessage(normalise_uid(uid or ""), int(ctr or "", 16))
+    except (SunError, UidError, ValueError) as exc:
+        raise InvalidRequest(str(exc) or _("This is not a tag message.")) from exc
+    tag = Tag.objects.select_for_update().filter(uid=message.uid).first()
+    if tag is None or not tag.sun_key_encrypted:
+        raise UnknownTag(_("Tag %(uid)s is not registered for authenticity checks.") % {"uid": message.uid},
+                         uid=message.uid)
+    try:
+        sun_check_mac(message, c=c, file_key=open_sun_key(tag.sun_key_encrypted), enc=enc)
+    except SunError as exc:
+        logger.warning("SUN message refused for tag %s: %s", tag.uid, exc)
+        raise InvalidRequest(str(exc), uid=tag.uid) from exc
+    if tag.last_counter is not None and message.counter <= tag.last_counter:
+        logger.warning("SUN replay refused for tag %s: counter %d, last accepted %d",
+                       tag.uid, message.counter, tag.last_counter)
+        raise SunReplay(
+            _("This tag message was already used (counter %(counter)d). Tap the tag again.")
+            % {"counter": message.counter},
+            uid=tag.uid,
+        )
+    tag.last_counter = message.counter
+    tag.save(update_fields=["last_counter"])
+    return tag
+
