@@ -10,193 +10,43 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django_filters import rest_framework as filters
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import extend_schema, inline_serializer
 from drf_spectacular.views import SpectacularAPIView
-from django.contrib.auth.models import AnonymousUser
-from rest_framework import exceptions as drf_exceptions
 from rest_framework import generics, serializers, status
-from rest_framework.authentication import BaseAuthentication
-from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from archive.models import Patient
 
-from . import ledger, selectors, services
-from .choices import MediaKind, MediaStatus, Role, TagTechnology
-from .exceptions import DomainError, NotOnLoan, UnknownObject, error_body
-from .models import CustodyEvent, Loan, Location, Media, ReaderKey, Tag, Transfer
-from .permissions import (
+from .. import ledger, selectors, services
+from ..choices import MediaKind, MediaStatus, Role, TagTechnology
+from ..exceptions import NotOnLoan, error_body
+from ..models import CustodyEvent, Loan, Media, Tag, Transfer
+from ..permissions import (
     EVERY_ROLE,
-    READ_ALL_ROLES,
-    STAFF_ROLES,
     LoginSessionAuthentication,
-    RoleRequired,
 )
-from .tags import UidError, normalise_uid
+from ..tags import UidError, normalise_uid
 
 User = get_user_model()
-
-
-class ErrorSerializer(serializers.Serializer):
-    error = inline_serializer(
-        "ErrorDetail",
-        {
-            "code": serializers.CharField(),
-            "message": serializers.CharField(),
-            "details": serializers.DictField(required=False),
-        },
-    )
-
-
-ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 409)}
-
-
-class RoleAPIView(APIView):
-    authentication_classes = [LoginSessionAuthentication]
-    permission_classes = [RoleRequired]
-    read_roles = READ_ALL_ROLES
-    write_roles = STAFF_ROLES
-
-
-# --- output serializers ------------------------------------------------------------------------
-
-
-class LocationOut(serializers.ModelSerializer):
-    parent = serializers.SlugRelatedField(slug_field="code", read_only=True)
-
-    class Meta:
-        model = Location
-        fields = ["code", "name", "kind", "parent", "shelf_order", "is_active"]
-
-
-class MediaOut(serializers.ModelSerializer):
-    patient_id = serializers.CharField(source="patient.patient_id", default=None, read_only=True)
-    patient_name = serializers.CharField(source="patient.name", default=None, read_only=True)
-    home_location = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    current_location = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    current_holder = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    studies = serializers.SlugRelatedField(slug_field="study_instance_uid", many=True, read_only=True)
-    tag_uid = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Media
-        fields = [
-            "code", "kind", "description", "patient_id", "patient_name", "studies",
-            "home_location", "status", "current_location", "current_holder", "last_seen_at",
-            "tag_uid",
-        ]
-
-    def get_tag_uid(self, media) -> str | None:
-        for binding in media.tag_bindings.all():
-            if binding.unbound_at is None:
-                return binding.tag.uid
-        return None
-
-
-class EventOut(serializers.ModelSerializer):
-    media = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    device = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    from_location = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    to_location = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    holder = serializers.SlugRelatedField(slug_field="username", read_only=True)
-
-    class Meta:
-        model = CustodyEvent
-        fields = [
-            "seq", "event_id", "kind", "media", "tag_uid", "actor", "device", "from_location",
-            "to_location", "holder", "device_time", "device_counter", "received_at", "payload",
-            "prev_hash", "hash",
-        ]
-
-
-class LoanOut(serializers.ModelSerializer):
-    media = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    borrower = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    destination = serializers.SlugRelatedField(slug_field="code", read_only=True)
-
-    class Meta:
-        model = Loan
-        fields = ["id", "media", "borrower", "destination", "out_at", "due_at", "returned_at"]
-
-
-class TransferOut(serializers.ModelSerializer):
-    media = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    from_location = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    to_location = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    from_holder = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    to_holder = serializers.SlugRelatedField(slug_field="username", read_only=True)
-
-    class Meta:
-        model = Transfer
-        fields = ["media", "from_location", "to_location", "from_holder", "to_holder", "at", "seq"]
-
-
-class TagOut(serializers.ModelSerializer):
-    media = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Tag
-        fields = ["uid", "technology", "media", "created_at"]
-
-    def get_media(self, tag) -> str | None:
-        for binding in tag.bindings.all():
-            if binding.unbound_at is None:
-                return binding.media.code
-        return None
-
-
-# --- look-ups that answer 404 in words a person can act on ------------------------------------
-
-
-def media_or_404(code: str, media=None) -> Media:
-    found = (Media.objects if media is None else media).filter(code=code).first()
-    if found is None:
-        raise UnknownObject(
-            _("No media has the code %(code)s. Check the label, or search by patient ID or tag UID.")
-            % {"code": code},
-            media=code,
-        )
-    return found
-
-
-def loan_or_404(pk: int, loans) -> Loan:
-    found = loans.filter(pk=pk).first()
-    if found is None:
-        raise UnknownObject(_("There is no loan %(id)s that you may see.") % {"id": pk}, loan=pk)
-    return found
-
-
-def location_or_404(code: str, locations) -> Location:
-    found = locations.filter(code=code).first()
-    if found is None:
-        raise UnknownObject(_("No location has the code %(code)s.") % {"code": code}, location=code)
-    return found
-
-
-# --- input fields ------------------------------------------------------------------------------
-
-
-def media_field(**kwargs):
-    return serializers.SlugRelatedField(slug_field="code", queryset=Media.objects.all(), **kwargs)
-
-
-def location_field(**kwargs):
-    return serializers.SlugRelatedField(slug_field="code", queryset=Location.objects.all(), **kwargs)
-
-
-def user_field(**kwargs):
-    return serializers.SlugRelatedField(
-        slug_field="username", queryset=User.objects.filter(is_active=True), **kwargs
-    )
-
-
-class EventIdIn(serializers.Serializer):
-    event_id = serializers.UUIDField(required=False, allow_null=True, default=None)
-
+from .shapes import (
+    ERRORS,
+    EventIdIn,
+    EventOut,
+    LoanOut,
+    LocationOut,
+    MediaOut,
+    RoleAPIView,
+    TagOut,
+    TransferOut,
+    loan_or_404,
+    location_field,
+    location_or_404,
+    media_field,
+    media_or_404,
+    user_field,
+)
 
 # --- media ---------------------------------------------------------------------------------------
 
@@ -575,131 +425,3 @@ def not_found(request, *args, **kwargs) -> JsonResponse:
             }
     return JsonResponse(error_body("not_found", message), status=404)
 
-
-# --- reader stations ---------------------------------------------------------------------------
-
-MAX_SCANS_PER_BATCH = 500
-
-
-class ReaderKeyAuthentication(BaseAuthentication):
-    """`Authorization: Api-Key <key>`: the request comes from the reader station owning the key."""
-
-    keyword = "Api-Key"
-
-    def authenticate(self, request):
-        header = request.META.get("HTTP_AUTHORIZATION", "")
-        keyword, _sep, key = header.partition(" ")
-        if keyword != self.keyword:
-            return None
-        try:
-            row = ReaderKey.objects.get_from_key(key.strip())
-        except ReaderKey.DoesNotExist:
-            raise drf_exceptions.AuthenticationFailed(_("This reader key is unknown or was revoked.")) from None
-        if row.has_expired or not row.reader.is_active:
-            raise drf_exceptions.AuthenticationFailed(_("This reader key has expired or its reader is disabled."))
-        return AnonymousUser(), row
-
-    def authenticate_header(self, request):
-        return self.keyword
-
-
-class IsReader(BasePermission):
-    message = gettext_lazy("Only a reader station's key may post scans.")
-
-    def has_permission(self, request, view) -> bool:
-        return isinstance(request.auth, ReaderKey)
-
-
-class ScanIn(serializers.Serializer):
-    event_id = serializers.UUIDField()
-    uid = serializers.CharField(max_length=64, trim_whitespace=True)
-    read_at = serializers.DateTimeField()
-    counter = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=2**53)
-
-
-class ScanBatchIn(serializers.Serializer):
-    reader = serializers.CharField(required=False, help_text="Must be the key's own reader, if given.")
-    scans = serializers.ListField(child=serializers.DictField(), allow_empty=False)
-
-
-class ScanResultOut(serializers.Serializer):
-    event_id = serializers.CharField()
-    stored = serializers.BooleanField(help_text="The server holds this read; the agent may forget it.")
-    status = serializers.IntegerField()
-    outcome = serializers.CharField(required=False)
-    code = serializers.CharField()
-    message = serializers.CharField()
-    media = serializers.CharField(required=False, allow_null=True)
-    seq = serializers.IntegerField(required=False, allow_null=True)
-    replayed = serializers.BooleanField(required=False)
-
-
-class ScanBatchOut(serializers.Serializer):
-    reader = serializers.CharField()
-    results = ScanResultOut(many=True)
-
-
-class ScanIngestApi(APIView):
-    """A reader station delivers a batch of reads (up to 500). Each read is idempotent by its
-    event_id; each gets its own result, and a bad read never stops the rest of the batch."""
-
-    authentication_classes = [ReaderKeyAuthentication]
-    permission_classes = [IsReader]
-
-    @extend_schema(request=ScanBatchIn, responses={200: ScanBatchOut, 413: ErrorSerializer, **ERRORS})
-    def post(self, request):
-        reader = request.auth.reader
-        batch = ScanBatchIn(data=request.data)
-        batch.is_valid(raise_exception=True)
-        claimed = batch.validated_data.get("reader")
-        if claimed and claimed != reader.name:
-            raise drf_exceptions.PermissionDenied(
-                _("This key belongs to reader %(name)s; it cannot post as %(other)s.")
-                % {"name": reader.name, "other": claimed}
-            )
-        scans = batch.validated_data["scans"]
-        if len(scans) > MAX_SCANS_PER_BATCH:
-            return Response(
-                error_body("batch_too_large", _("At most %(n)d scans per request.") % {"n": MAX_SCANS_PER_BATCH}),
-                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-            )
-        results = [self.one(reader, item) for item in scans]
-        return Response({"reader": reader.name, "results": results})
-
-    def one(self, reader, item: dict) -> dict:
-        scan = ScanIn(data=item)
-        event_id = str(item.get("event_id", ""))[:64]
-        if not scan.is_valid():
-            fields = "; ".join(f"{name}: {' '.join(map(str, errs))}" for name, errs in scan.errors.items())
-            return {"event_id": event_id, "stored": False, "status": 400, "code": "invalid", "message": fields}
-        data = scan.validated_data
-        try:
-            record, replayed = services.scan_record(
-                device=reader, event_id=data["event_id"], raw_uid=data["uid"],
-                read_at=data["read_at"], counter=data.get("counter"),
-            )
-        except DomainError as error:
-            return {"event_id": event_id, "stored": False, "status": error.status, "code": error.code,
-                    "message": error.message}
-        return {
-            "event_id": str(record.event_id),
-            "stored": True,
-            "status": 200 if replayed else 201,
-            "outcome": record.outcome,
-            "code": record.code,
-            "message": record.message,
-            "media": record.media.code if record.media_id else None,
-            "seq": record.event_seq,
-            "replayed": replayed,
-        }
-
-
-class ReaderKeyScheme(OpenApiAuthenticationExtension):
-    """Describe the reader key in the OpenAPI schema: `Authorization: Api-Key <key>`."""
-
-    target_class = ReaderKeyAuthentication
-    name = "ReaderKey"
-
-    def get_security_definition(self, auto_schema):
-        return {"type": "apiKey", "in": "header", "name": "Authorization",
-                "description": "`Api-Key <key>` as printed by `manage.py register_reader`."}

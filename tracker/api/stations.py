@@ -1,0 +1,147 @@
+"""The scan ingest endpoint: reader stations deliver their reads under their own API key."""
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions as drf_exceptions
+from rest_framework import serializers, status
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .. import services
+from ..exceptions import DomainError, error_body
+from ..models import ReaderKey
+
+User = get_user_model()
+from .shapes import ERRORS, ErrorSerializer
+
+MAX_SCANS_PER_BATCH = 500
+
+
+class ReaderKeyAuthentication(BaseAuthentication):
+    """`Authorization: Api-Key <key>`: the request comes from the reader station owning the key."""
+
+    keyword = "Api-Key"
+
+    def authenticate(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        keyword, _sep, key = header.partition(" ")
+        if keyword != self.keyword:
+            return None
+        try:
+            row = ReaderKey.objects.get_from_key(key.strip())
+        except ReaderKey.DoesNotExist:
+            raise drf_exceptions.AuthenticationFailed(_("This reader key is unknown or was revoked.")) from None
+        if row.has_expired or not row.reader.is_active:
+            raise drf_exceptions.AuthenticationFailed(_("This reader key has expired or its reader is disabled."))
+        return AnonymousUser(), row
+
+    def authenticate_header(self, request):
+        return self.keyword
+
+
+class IsReader(BasePermission):
+    message = gettext_lazy("Only a reader station's key may post scans.")
+
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.auth, ReaderKey)
+
+
+class ScanIn(serializers.Serializer):
+    event_id = serializers.UUIDField()
+    uid = serializers.CharField(max_length=64, trim_whitespace=True)
+    read_at = serializers.DateTimeField()
+    counter = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=2**53)
+
+
+class ScanBatchIn(serializers.Serializer):
+    reader = serializers.CharField(required=False, help_text="Must be the key's own reader, if given.")
+    scans = serializers.ListField(child=serializers.DictField(), allow_empty=False)
+
+
+class ScanResultOut(serializers.Serializer):
+    event_id = serializers.CharField()
+    stored = serializers.BooleanField(help_text="The server holds this read; the agent may forget it.")
+    status = serializers.IntegerField()
+    outcome = serializers.CharField(required=False)
+    code = serializers.CharField()
+    message = serializers.CharField()
+    media = serializers.CharField(required=False, allow_null=True)
+    seq = serializers.IntegerField(required=False, allow_null=True)
+    replayed = serializers.BooleanField(required=False)
+
+
+class ScanBatchOut(serializers.Serializer):
+    reader = serializers.CharField()
+    results = ScanResultOut(many=True)
+
+
+class ScanIngestApi(APIView):
+    """A reader station delivers a batch of reads (up to 500). Each read is idempotent by its
+    event_id; each gets its own result, and a bad read never stops the rest of the batch."""
+
+    authentication_classes = [ReaderKeyAuthentication]
+    permission_classes = [IsReader]
+
+    @extend_schema(request=ScanBatchIn, responses={200: ScanBatchOut, 413: ErrorSerializer, **ERRORS})
+    def post(self, request):
+        reader = request.auth.reader
+        batch = ScanBatchIn(data=request.data)
+        batch.is_valid(raise_exception=True)
+        claimed = batch.validated_data.get("reader")
+        if claimed and claimed != reader.name:
+            raise drf_exceptions.PermissionDenied(
+                _("This key belongs to reader %(name)s; it cannot post as %(other)s.")
+                % {"name": reader.name, "other": claimed}
+            )
+        scans = batch.validated_data["scans"]
+        if len(scans) > MAX_SCANS_PER_BATCH:
+            return Response(
+                error_body("batch_too_large", _("At most %(n)d scans per request.") % {"n": MAX_SCANS_PER_BATCH}),
+                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
+        results = [self.one(reader, item) for item in scans]
+        return Response({"reader": reader.name, "results": results})
+
+    def one(self, reader, item: dict) -> dict:
+        scan = ScanIn(data=item)
+        event_id = str(item.get("event_id", ""))[:64]
+        if not scan.is_valid():
+            fields = "; ".join(f"{name}: {' '.join(map(str, errs))}" for name, errs in scan.errors.items())
+            return {"event_id": event_id, "stored": False, "status": 400, "code": "invalid", "message": fields}
+        data = scan.validated_data
+        try:
+            record, replayed = services.scan_record(
+                device=reader, event_id=data["event_id"], raw_uid=data["uid"],
+                read_at=data["read_at"], counter=data.get("counter"),
+            )
+        except DomainError as error:
+            return {"event_id": event_id, "stored": False, "status": error.status, "code": error.code,
+                    "message": error.message}
+        return {
+            "event_id": str(record.event_id),
+            "stored": True,
+            "status": 200 if replayed else 201,
+            "outcome": record.outcome,
+            "code": record.code,
+            "message": record.message,
+            "media": record.media.code if record.media_id else None,
+            "seq": record.event_seq,
+            "replayed": replayed,
+        }
+
+
+class ReaderKeyScheme(OpenApiAuthenticationExtension):
+    """Describe the reader key in the OpenAPI schema: `Authorization: Api-Key <key>`."""
+
+    target_class = ReaderKeyAuthentication
+    name = "ReaderKey"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "apiKey", "in": "header", "name": "Authorization",
+                "description": "`Api-Key <key>` as printed by `manage.py register_reader`."}
+
