@@ -107,7 +107,8 @@ def test_the_outbox_keeps_reads_while_the_server_is_down_and_delivers_them_in_or
     try:
         outbox = Outbox(outbox_path)
         wait_for(lambda: outbox.queued() == 2000, 60, "the outbox to hold every read")
-        assert "server unreachable" in (outbox.status()["last_error"] or "")
+        wait_for(lambda: "server unreachable" in (outbox.status()["last_error"] or ""), 60,
+                 "the agent to report the server unreachable")
         assert ScanRecord.objects.count() == 0
         start_server(port)
         assert process.wait(timeout=120) == 0
