@@ -143,13 +143,21 @@ def tag_for(uid: str) -> Tag:
 
 
 def media_for_tag(uid: str) -> Media:
-    tag = tag_for(uid)
-    binding = TagBinding.objects.select_related("media").filter(tag=tag, unbound_at__isnull=True).first()
+    """The item a tag is on now (any reader format accepted); UnknownTag otherwise."""
+    try:
+        canonical = normalise_uid(uid)
+    except UidError as exc:
+        raise InvalidRequest(str(exc)) from exc
+    binding = (  # one query: this runs for every read at every station
+        TagBinding.objects.select_related("media")
+        .filter(tag__uid=canonical, unbound_at__isnull=True)
+        .first()
+    )
     if binding is None:
         raise UnknownTag(
             _("Tag %(uid)s is not bound to any media. Bind it to a jacket or disc first.")
-            % {"uid": tag.uid},
-            uid=tag.uid,
+            % {"uid": canonical},
+            uid=canonical,
         )
     return binding.media
 
