@@ -69,6 +69,11 @@ def _locked(media: Media) -> Media:
     return locked
 
 
+def _open_loan(media: Media) -> Loan | None:
+    """The item's open loan: it may be on loan and with a courier (in transit) at once."""
+    return Loan.objects.select_related("borrower").filter(media=media, returned_at__isnull=True).first()
+
+
 def _name(user) -> str:
     return user.get_full_name() or user.get_username()
 
@@ -262,7 +267,7 @@ def media_check_out(
     media = _locked(media)
     if not borrower.is_active:
         raise InvalidRequest(_("%(name)s's account is disabled.") % {"name": _name(borrower)})
-    loan = Loan.objects.select_related("borrower").filter(media=media, returned_at__isnull=True).first()
+    loan = _open_loan(media)
     if loan is not None:  # on loan, or on loan and with a courier (in transit)
         raise AlreadyOnLoan(
             _("%(code)s has been on loan to %(name)s since %(since)s.")
@@ -352,7 +357,7 @@ def media_transfer(
         return Media.objects.get(pk=media.pk)
     media = _locked(media)
     if to_holder is not None:
-        if not Loan.objects.filter(media=media, returned_at__isnull=True).exists():
+        if _open_loan(media) is None:
             raise NotOnLoan(
                 _("%(code)s is not on loan; check it out to give it to someone.")
                 % {"code": media.code},
@@ -403,7 +408,7 @@ def media_retire(
     if ledger.replayed(request):
         return Media.objects.get(pk=media.pk)
     media = _locked(media)
-    if Loan.objects.filter(media=media, returned_at__isnull=True).exists():
+    if _open_loan(media) is not None:
         raise AlreadyOnLoan(
             _("%(code)s is on loan; return it before retiring it.") % {"code": media.code},
             media=media.code,
