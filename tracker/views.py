@@ -2,7 +2,6 @@
 import json
 import time
 import uuid
-from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
@@ -102,9 +101,7 @@ def scan_payload(scan: ScanRecord) -> dict:
         "media": media.code if media else None,
         "media_url": reverse("media-detail", args=[media.code]) if media else None,
         "patient": f"{media.patient.patient_id} {media.patient.name}" if media and media.patient else "",
-        "can_undo": scan.event_seq is not None and scan.undo_seq is None
-        and scan.code in (ReaderMode.CHECK_OUT, ReaderMode.CHECK_IN, ReaderMode.TRANSFER)
-        and timezone.now() - scan.received_at < timedelta(seconds=services.UNDO_SECONDS),
+        "can_undo": services.scan_can_undo(scan),
         "bind_url": reverse("station-bind", args=[scan.device.name]) + f"?uid={scan.uid}"
         if scan.outcome == ScanOutcome.UNKNOWN_TAG else None,
     }

@@ -20,6 +20,7 @@ from .custody import (
 from .stations import (
     BORROWER_CHOICE_SECONDS,
     UNDO_SECONDS,
+    scan_can_undo,
     scan_record,
     scan_undo,
     station_configure,
@@ -39,6 +40,7 @@ __all__ = [
     "media_return",
     "media_seen",
     "media_transfer",
+    "scan_can_undo",
     "scan_record",
     "scan_undo",
     "station_configure",

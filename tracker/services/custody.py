@@ -131,12 +131,16 @@ def media_register(
     return media
 
 
-def tag_for(uid: str) -> Tag:
-    """The registered tag with this UID (any reader format accepted); UnknownTag otherwise."""
+def _canonical_uid(uid: str) -> str:
     try:
-        canonical = normalise_uid(uid)
+        return normalise_uid(uid)
     except UidError as exc:
         raise InvalidRequest(str(exc)) from exc
+
+
+def tag_for(uid: str) -> Tag:
+    """The registered tag with this UID (any reader format accepted); UnknownTag otherwise."""
+    canonical = _canonical_uid(uid)
     tag = Tag.objects.filter(uid=canonical).first()
     if tag is None:
         raise UnknownTag(
@@ -149,10 +153,7 @@ def tag_for(uid: str) -> Tag:
 
 def media_for_tag(uid: str) -> Media:
     """The item a tag is on now (any reader format accepted); UnknownTag otherwise."""
-    try:
-        canonical = normalise_uid(uid)
-    except UidError as exc:
-        raise InvalidRequest(str(exc)) from exc
+    canonical = _canonical_uid(uid)
     binding = (  # one query: this runs for every read at every station
         TagBinding.objects.select_related("media")
         .filter(tag__uid=canonical, unbound_at__isnull=True)
@@ -179,10 +180,7 @@ def tag_bind(
     read: Read | None = None,
 ) -> TagBinding:
     """Bind a tag to an item (the tag is created on first use)."""
-    try:
-        canonical = normalise_uid(uid)
-    except UidError as exc:
-        raise InvalidRequest(str(exc)) from exc
+    canonical = _canonical_uid(uid)
     read = Read(canonical, read.device_time, read.device_counter) if read else Read(canonical)
     request = EventRequest(
         EventKind.TAG_BOUND, media=media, actor=actor, device=device, event_id=event_id, read=read

@@ -190,6 +190,23 @@ def _station_borrower(device: ReaderDevice) -> User:
 UNDO_SECONDS = 120
 
 
+UNDOABLE_MODES = (ReaderMode.CHECK_OUT, ReaderMode.CHECK_IN, ReaderMode.TRANSFER)
+
+
+def _undoable_kind(record: ScanRecord) -> bool:
+    return record.outcome == ScanOutcome.OK and record.event_seq is not None and record.code in UNDOABLE_MODES
+
+
+def scan_can_undo(record: ScanRecord) -> bool:
+    """Whether the station page offers Undo for this scan (scan_undo may still refuse it if the
+    item has moved since)."""
+    return (
+        _undoable_kind(record)
+        and record.undo_seq is None
+        and timezone.now() - record.received_at < timedelta(seconds=UNDO_SECONDS)
+    )
+
+
 @transaction.atomic
 def scan_undo(*, record: ScanRecord, actor: User) -> CustodyEvent:
     """Undo a station's check-out, check-in or transfer shortly after it happened, by appending
@@ -197,9 +214,7 @@ def scan_undo(*, record: ScanRecord, actor: User) -> CustodyEvent:
     record = ScanRecord.objects.select_for_update(of=("self",)).select_related("media").get(pk=record.pk)
     if record.undo_seq is not None:
         raise Conflict(_("This scan was already undone."))
-    if record.outcome != ScanOutcome.OK or record.event_seq is None or record.code not in (
-        ReaderMode.CHECK_OUT, ReaderMode.CHECK_IN, ReaderMode.TRANSFER
-    ):
+    if not _undoable_kind(record):
         raise InvalidRequest(_("Only a check-out, check-in or transfer can be undone."))
     if timezone.now() - record.received_at > timedelta(seconds=UNDO_SECONDS):
         raise Conflict(
