@@ -1,6 +1,16 @@
 from django.contrib import admin
 
-from .models import DiscManifest, ManifestEntry, Patient, Series, Study
+from tracker.admin import ReadOnlyAdmin
+
+from .models import (
+    DiscManifest,
+    DiscVerification,
+    ManifestEntry,
+    Patient,
+    RetentionRule,
+    Series,
+    Study,
+)
 
 
 @admin.register(Patient)
@@ -28,6 +38,21 @@ class ManifestEntryInline(admin.TabularInline):
 
 
 @admin.register(DiscManifest)
-class DiscManifestAdmin(admin.ModelAdmin):
+class DiscManifestAdmin(ReadOnlyAdmin):
+    """A manifest is the reference a returned disc is checked against: never edited by hand."""
+
     list_display = ["media", "created_at", "file_count", "total_bytes"]
     inlines = [ManifestEntryInline]
+
+
+@admin.register(DiscVerification)
+class DiscVerificationAdmin(ReadOnlyAdmin):
+    list_display = ["media", "verified_at", "verdict", "files_checked"]
+    list_filter = ["verdict"]
+
+
+@admin.register(RetentionRule)
+class RetentionRuleAdmin(admin.ModelAdmin):
+    list_display = [
+        "name", "media_kind", "modality", "retain_years", "minor_until_age", "keep_until_age"
+    ]

@@ -1,7 +1,10 @@
 """The DICOM side: who the patient is, which studies exist, and what each disc held."""
+from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
+
+from tracker.choices import DiscVerdict, MediaKind
 
 
 class Patient(models.Model):
@@ -23,6 +26,8 @@ class Patient(models.Model):
 
 
 class Study(models.Model):
+    """A DICOM study, known from a disc's headers, the PACS or a person typing it in."""
+
     study_instance_uid = models.CharField(_("Study Instance UID"), max_length=64, unique=True)
     patient = models.ForeignKey(
         Patient, on_delete=models.PROTECT, related_name="studies", verbose_name=_("patient")
@@ -31,6 +36,10 @@ class Study(models.Model):
     accession_number = models.CharField(_("accession number"), max_length=64, blank=True)
     description = models.CharField(_("description"), max_length=200, blank=True)
     modalities = models.CharField(_("modalities"), max_length=64, blank=True)
+    # (0010,1090) Medical Record Locator: the film jacket number on many sites.
+    medical_record_locator = models.CharField(_("medical record locator"), max_length=64, blank=True)
+    instance_count = models.PositiveIntegerField(_("instances"), default=0)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
         ordering = ["-study_date", "study_instance_uid"]
@@ -72,6 +81,16 @@ class DiscManifest(models.Model):
     total_bytes = models.PositiveBigIntegerField(_("bytes"), default=0)
     dicomdir_sha256 = models.CharField(_("DICOMDIR SHA-256"), max_length=64, blank=True)
     pdi_report = models.JSONField(_("PDI report"), default=dict, blank=True)
+    # Where the disc was read from on the importing machine (a mount point or a copied folder).
+    source_path = models.CharField(_("read from"), max_length=1024, blank=True)
+    # Files that could not be indexed, each {"path": ..., "reason": ...}; the rest were.
+    problems = models.JSONField(_("problems"), default=list, blank=True)
+    imported_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+        related_name="+", verbose_name=_("imported by"),
+    )
+    # The ledger event that recorded the import.
+    event_seq = models.BigIntegerField(_("ledger event"), null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -92,6 +111,8 @@ class ManifestEntry(models.Model):
     transfer_syntax_uid = models.CharField(max_length=64, blank=True)
     study_instance_uid = models.CharField(max_length=64, blank=True)
     series_instance_uid = models.CharField(max_length=64, blank=True)
+    # Why a file on the disc is not (valid) DICOM, e.g. "not DICOM" or "truncated"; blank if it is.
+    problem = models.CharField(_("problem"), max_length=200, blank=True)
 
     class Meta:
         ordering = ["manifest", "path"]
@@ -103,3 +124,70 @@ class ManifestEntry(models.Model):
 
     def __str__(self) -> str:
         return self.path
+
+
+class DiscVerification(models.Model):
+    """A returned disc re-hashed and compared with its manifest; the ledger holds the event."""
+
+    manifest = models.ForeignKey(
+        DiscManifest, on_delete=models.PROTECT, related_name="verifications", verbose_name=_("manifest")
+    )
+    media = models.ForeignKey(
+        "tracker.Media", on_delete=models.PROTECT, related_name="disc_verifications",
+        verbose_name=_("media"),
+    )
+    verified_at = models.DateTimeField(_("verified"), auto_now_add=True)
+    verified_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+        related_name="+", verbose_name=_("verified by"),
+    )
+    verdict = models.CharField(_("result"), max_length=16, choices=DiscVerdict.choices)
+    files_checked = models.PositiveIntegerField(_("files checked"), default=0)
+    bytes_checked = models.PositiveBigIntegerField(_("bytes checked"), default=0)
+    # Paths relative to the disc root.
+    missing = models.JSONField(_("missing files"), default=list, blank=True)
+    changed = models.JSONField(_("changed files"), default=list, blank=True)
+    extra = models.JSONField(_("extra files"), default=list, blank=True)
+    source_path = models.CharField(_("read from"), max_length=1024, blank=True)
+    event_seq = models.BigIntegerField(_("ledger event"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-verified_at"]
+        verbose_name = _("disc verification")
+        verbose_name_plural = _("disc verifications")
+
+    def __str__(self) -> str:
+        return f"{self.media} {self.verdict} @ {self.verified_at:%Y-%m-%d %H:%M}"
+
+
+class RetentionRule(models.Model):
+    """How long media must be kept, per media kind and the patient's age; data, not code.
+
+    An item is due for review when both periods have passed: `retain_years` after its newest
+    study (or its registration), and, for a patient who was younger than `minor_until_age` at that
+    study, until the patient reaches `keep_until_age`. The most specific matching rule wins."""
+
+    name = models.CharField(pgettext_lazy("rule", "name"), max_length=100)
+    media_kind = models.CharField(
+        _("media kind"), max_length=16, choices=MediaKind.choices, blank=True,
+        help_text=_("Blank: any kind."),
+    )
+    modality = models.CharField(
+        _("modality"), max_length=16, blank=True, help_text=_("e.g. MG for mammography; blank: any.")
+    )
+    retain_years = models.PositiveSmallIntegerField(_("keep for (years)"))
+    minor_until_age = models.PositiveSmallIntegerField(
+        _("patient counts as a minor below age"), null=True, blank=True
+    )
+    keep_until_age = models.PositiveSmallIntegerField(
+        _("keep a minor's media until age"), null=True, blank=True
+    )
+    note = models.CharField(_("note"), max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["media_kind", "modality", "name"]
+        verbose_name = _("retention rule")
+        verbose_name_plural = _("retention rules")
+
+    def __str__(self) -> str:
+        return self.name

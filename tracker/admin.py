@@ -55,8 +55,11 @@ class MediaAdmin(admin.ModelAdmin):
     list_display = ["code", "kind", "patient", "status", "current_location", "current_holder"]
     list_filter = ["kind", "status"]
     search_fields = ["code", "patient__patient_id"]
-    readonly_fields = ["status", "current_location", "current_holder", "last_seen_at", "code", "home_location"]
-    filter_horizontal = ["studies"]
+    # Studies are linked through the ledger (disc import, PACS look-up), never edited here.
+    readonly_fields = [
+        "status", "current_location", "current_holder", "last_seen_at", "code", "home_location",
+        "studies",
+    ]
 
     def has_add_permission(self, request):
         return False  # registration goes through the ledger (API, station, seed)

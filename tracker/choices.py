@@ -53,6 +53,25 @@ class EventKind(models.TextChoices):
     TRANSFERRED = "transferred", _("Transferred")
     SEEN = "seen", _("Seen")
     RETIRED = "retired", _("Retired")
+    DISC_IMPORTED = "disc_imported", _("Disc imported")
+    DISC_VERIFIED = "disc_verified", _("Disc verified")
+    STUDIES_LINKED = "studies_linked", _("Studies linked")
+    STUDIES_UNLINKED = "studies_unlinked", _("Studies unlinked")
+
+
+class StudySource(models.TextChoices):
+    """Where a media item's link to a study came from."""
+
+    DISC = "disc", _("Indexed from the disc")
+    PACS = "pacs", _("Found in the PACS")
+    MANUAL = "manual", _("Entered by hand")
+
+
+class DiscVerdict(models.TextChoices):
+    """A returned disc compared with its manifest."""
+
+    IDENTICAL = "identical", _("Identical to its manifest")
+    ALTERED = "altered", _("Altered: files missing, changed or added")
 
 
 class Role(models.TextChoices):

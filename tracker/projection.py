@@ -8,6 +8,8 @@ from datetime import datetime
 from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
+from archive.models import Patient, Study
+
 from .choices import EventKind, LocationKind, MediaStatus
 from .models import CustodyEvent, Loan, Location, Media, Tag, TagBinding, Transfer
 
@@ -124,6 +126,30 @@ def _retired(event: CustodyEvent) -> None:
     Media.objects.filter(pk=event.media_id).update(status=MediaStatus.RETIRED)
 
 
+def _studies_linked(event: CustodyEvent) -> None:
+    """A disc import or a link found in the PACS: the item holds these studies (and, when it had
+    no patient yet, belongs to theirs)."""
+    studies = Study.objects.filter(study_instance_uid__in=event.payload["studies"])
+    Media.studies.through.objects.bulk_create(
+        [Media.studies.through(media_id=event.media_id, study_id=s.pk) for s in studies],
+        ignore_conflicts=True,
+    )
+    if event.payload.get("patient_id"):
+        patient = Patient.objects.filter(patient_id=event.payload["patient_id"]).first()
+        if patient is not None:
+            Media.objects.filter(pk=event.media_id, patient__isnull=True).update(patient=patient)
+
+
+def _studies_unlinked(event: CustodyEvent) -> None:
+    Media.studies.through.objects.filter(
+        media_id=event.media_id, study__study_instance_uid__in=event.payload["studies"]
+    ).delete()
+
+
+def _nothing(event: CustodyEvent) -> None:
+    """Events that record a fact about an item without changing where it is (a disc check)."""
+
+
 _HANDLERS = {
     EventKind.MEDIA_REGISTERED: _registered,
     EventKind.TAG_BOUND: _tag_bound,
@@ -133,6 +159,10 @@ _HANDLERS = {
     EventKind.TRANSFERRED: _transferred,
     EventKind.SEEN: _seen,
     EventKind.RETIRED: _retired,
+    EventKind.DISC_IMPORTED: _studies_linked,
+    EventKind.STUDIES_LINKED: _studies_linked,
+    EventKind.STUDIES_UNLINKED: _studies_unlinked,
+    EventKind.DISC_VERIFIED: _nothing,
 }
 
 
@@ -159,6 +189,9 @@ def snapshot() -> dict:
                 "tag__uid", "media_id", "bound_at", "unbound_at", "bound_seq", "unbound_seq"
             )
         ),
+        "studies": set(
+            Media.studies.through.objects.values_list("media_id", "study__study_instance_uid")
+        ),
         "transfers": set(
             Transfer.objects.values_list(
                 "media_id", "from_location_id", "to_location_id", "from_holder_id",
@@ -176,7 +209,7 @@ def differences(before: dict, after: dict, limit: int = 20) -> list[str]:
                 f"media {media_id}: stored {before['media'].get(media_id)} "
                 f"but the ledger gives {after['media'].get(media_id)}"
             )
-    for name in ("loans", "bindings", "transfers"):
+    for name in ("loans", "bindings", "studies", "transfers"):
         for row in sorted(before[name] - after[name], key=str):
             found.append(f"{name}: {row} is stored but not in the ledger")
         for row in sorted(after[name] - before[name], key=str):
@@ -192,6 +225,7 @@ def rebuild(*, check_only: bool) -> list[str]:
         Loan.objects.all().delete()
         TagBinding.objects.all().delete()
         Transfer.objects.all().delete()
+        Media.studies.through.objects.all().delete()
         Media.objects.update(
             status=MediaStatus.ON_SHELF, current_location=None, current_holder=None, last_seen_at=None
         )

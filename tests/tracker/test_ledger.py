@@ -22,7 +22,8 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from tracker import ledger, services
-from tracker.choices import EventKind, LocationKind, MediaKind, MediaStatus
+from archive.models import Patient, Study
+from tracker.choices import DiscVerdict, EventKind, LocationKind, MediaKind, MediaStatus, StudySource
 from tracker.exceptions import EventConflict
 from tracker.ledger import EventRequest, Read
 from tracker.models import (
@@ -154,10 +155,34 @@ def build_busy_ledger(size: int) -> None:
         services.tag_bind(uid=uid, media=item, actor=staff, device=reader, read=read(uid))
         items.append((item, uid))
     spare_tags = iter(f"05{n:012X}" for n in range(10**6))
+    patient = Patient.objects.create(patient_id="L-MRN-1")
+    studies = [
+        Study.objects.create(study_instance_uid=f"1.2.826.0.1.3680043.10.1124.9{n}", patient=patient)
+        for n in range(3)
+    ]
+    catalogue = [
+        lambda item: services.media_studies_link(
+            media=item, studies=rng.sample(studies, 2), actor=staff, source=StudySource.PACS
+        ),
+        lambda item: services.media_studies_unlink(
+            media=item, studies=studies[:1], actor=staff, reason="wrong patient's study"
+        ),
+        lambda item: services.media_disc_imported(
+            media=item, manifest_id=rng.randrange(1, 99), studies=studies, actor=staff,
+            summary={"files": 301, "bytes": 158_000_000, "problems": 0},
+        ),
+        lambda item: services.media_disc_verified(
+            media=item, manifest_id=rng.randrange(1, 99), verdict=rng.choice(DiscVerdict.values),
+            summary={"missing": 0, "changed": 1, "extra": 0}, actor=staff,
+        ),
+    ]
     while count() < size:
         item, uid = rng.choice(items)
         item = Media.objects.get(pk=item.pk)
         roll = rng.random()
+        if roll < 0.04:
+            rng.choice(catalogue)(item)
+            continue
         if item.status == MediaStatus.RETIRED:
             continue
         if item.status == MediaStatus.ON_LOAN:

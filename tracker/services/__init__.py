@@ -1,9 +1,16 @@
 """Custody services: each is one transaction that checks the file room's rules, appends exactly
 one ledger event and applies it to the projection. They raise tracker.exceptions errors.
 
-custody.py: media, tags, loans and moves; stations.py: reads at reader stations, undo, SUN tags.
+custody.py: media, tags, loans and moves; stations.py: reads at reader stations, undo, SUN tags;
+catalogue.py: which studies an item holds, disc imports and disc checks.
 """
 from ..exceptions import Conflict
+from .catalogue import (
+    media_disc_imported,
+    media_disc_verified,
+    media_studies_link,
+    media_studies_unlink,
+)
 from .custody import (
     loan_due_at,
     media_check_out,
@@ -34,11 +41,15 @@ __all__ = [
     "UNDO_SECONDS",
     "loan_due_at",
     "media_check_out",
+    "media_disc_imported",
+    "media_disc_verified",
     "media_for_tag",
     "media_register",
     "media_retire",
     "media_return",
     "media_seen",
+    "media_studies_link",
+    "media_studies_unlink",
     "media_transfer",
     "scan_can_undo",
     "scan_record",

@@ -15,7 +15,7 @@ from django.db import transaction
 
 from archive.models import Patient, Study
 from tracker import services
-from tracker.choices import LocationKind, MediaKind, MediaStatus, Role
+from tracker.choices import LocationKind, MediaKind, MediaStatus, Role, StudySource
 from tracker.models import CustodyEvent, Location, Media
 
 SEED_NAMESPACE = uuid.UUID("6b1d3f0e-54a4-4c43-9b43-5f0d3c1c9a21")
@@ -136,7 +136,13 @@ class Command(BaseCommand):
                 actor=staff,
                 event_id=seed_event(code, "register"),
             )
-            item.studies.add(*patient.studies.all())
+            services.media_studies_link(
+                media=item,
+                studies=list(patient.studies.all()),
+                actor=staff,
+                source=StudySource.PACS,
+                event_id=seed_event(code, "studies"),
+            )
             uid = "04" + hashlib.sha256(code.encode()).hexdigest()[:12].upper()
             services.tag_bind(uid=uid, media=item, actor=staff, event_id=seed_event(code, "bind"))
             media.append(item)
