@@ -4,6 +4,7 @@ Every knob is an environment variable with a default that runs the app on SQLite
 newcomer (DEBUG on, a development secret key). Production sets at least FILMROOM_DEBUG=0,
 FILMROOM_SECRET_KEY, FILMROOM_ALLOWED_HOSTS and DATABASE_URL.
 """
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -197,6 +198,18 @@ SUN_META_READ_KEY = bytes.fromhex(os.environ.get("FILMROOM_SUN_META_READ_KEY", "
 TAG_KEY_SECRET = os.environ.get("FILMROOM_TAG_KEY_SECRET", "")
 # Loan length when no policy says otherwise.
 DEFAULT_LOAN_DAYS = int(os.environ.get("FILMROOM_DEFAULT_LOAN_DAYS", "14"))
+
+# Disc indexer (archive/indexer.py): worker processes parsing headers and hashing, and the limits
+# one file may use in a worker before it is reported as a problem instead of indexed.
+DISC_IMPORT_WORKERS = int(os.environ.get("FILMROOM_DISC_IMPORT_WORKERS", "2"))
+DISC_FILE_TIMEOUT_SECONDS = float(os.environ.get("FILMROOM_DISC_FILE_TIMEOUT_SECONDS", "30"))
+DISC_WORKER_MEMORY_MB = int(os.environ.get("FILMROOM_DISC_WORKER_MEMORY_MB", "1024"))
+
+# PACS look-up (archive/pacs.py): a JSON object naming each PACS, e.g.
+# {"main": {"protocol": "dimse", "host": "10.0.0.5", "port": 104, "ae_title": "PACS",
+#           "calling_ae_title": "FILMROOM", "timeout": 10},
+#  "web": {"protocol": "dicomweb", "base_url": "https://pacs/dicom-web", "timeout": 10}}
+PACS = json.loads(os.environ.get("FILMROOM_PACS", "{}"))
 
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("FILMROOM_SECURE_SSL_REDIRECT", True)

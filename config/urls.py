@@ -4,6 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularSwaggerView
 
+from archive.urls import api_urlpatterns as archive_api_urlpatterns
 from tracker import api
 from tracker.urls import api_urlpatterns
 
@@ -17,11 +18,13 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/v1/", include(api_urlpatterns)),
+    path("api/v1/", include(archive_api_urlpatterns)),
     path("api/schema/", api.SchemaApi.as_view(), name="api-schema"),
     path("api/docs/", docs_view, name="api-docs"),
     # After every API route: any other address under /api/ is a JSON 404, whatever DEBUG says.
     re_path(r"^api/", api.not_found),
     path("", include("tracker.urls")),
+    path("", include("archive.urls")),
 ]
 
 handler404 = "tracker.views.page_not_found"
