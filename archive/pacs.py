@@ -617,17 +617,19 @@ def media_link_pacs_studies(
     if not found:
         raise InvalidRequest(_("Choose at least one study to link to %(code)s.") % {"code": media.code})
     patients = sorted({item.patient_id for item in found})
-    if media.patient_id is not None and patients != [media.patient.patient_id]:
-        raise InvalidRequest(
-            _("%(code)s belongs to patient %(mine)s; these studies are of %(theirs)s. Check the search before linking.")
-            % {"code": media.code, "mine": media.patient.patient_id, "theirs": ", ".join(patients)}
-        )
-    if len(patients) > 1:
-        raise InvalidRequest(
-            _("These studies are of several patients (%(theirs)s); link one patient's studies to %(code)s.")
-            % {"code": media.code, "theirs": ", ".join(patients)}
-        )
     with transaction.atomic():
+        # The item's patient as stored now (an earlier link may have set it), held until commit.
+        media = Media.objects.select_for_update().get(pk=media.pk)
+        if media.patient is not None and patients != [media.patient.patient_id]:
+            raise InvalidRequest(
+                _("%(code)s belongs to patient %(mine)s; these studies are of %(theirs)s. Check the search before linking.")
+                % {"code": media.code, "mine": media.patient.patient_id, "theirs": ", ".join(patients)}
+            )
+        if len(patients) > 1:
+            raise InvalidRequest(
+                _("These studies are of several patients (%(theirs)s); link one patient's studies to %(code)s.")
+                % {"code": media.code, "theirs": ", ".join(patients)}
+            )
         studies = studies_record(found)
         return services.media_studies_link(
             media=media, studies=studies, actor=actor, source=StudySource.PACS, note=note, event_id=event_id
