@@ -35,6 +35,11 @@ Hostile files (issue 5 point 2); each writes under root and returns the relative
     deep_sequence_file(root, rel="DICOM/BAD/DEEP", depth=500)   sequences nested `depth` deep
     deflate_bomb_file(root, rel="DICOM/BAD/BOMB", inflated_mb=1024)
         Deflated Explicit VR Little Endian whose dataset inflates to `inflated_mb` MiB of zeros
+    slow_file(root, rel="DICOM/BAD/SLOW", elements=1_000_000)
+        one private element repeated `elements` times: pydicom needs seconds (~3.6 s per
+        million here) to parse it, memory stays flat — for the per-file timeout
+    bloated_file(root, rel="DICOM/BAD/BLOAT", elements=3_000_000)
+        `elements` distinct private elements: parsing needs hundreds of MB — for the memory limit
     not_dicom_file(root, rel="README.TXT", content=b"...")     plain bytes, no DICM marker
     unreadable_file(root, rel="DICOM/BAD/LOCKED")   a good CT file with mode 000 (root still
         reads it: run the reader without privileges to see it refused)
@@ -481,6 +486,20 @@ def deflate_bomb_file(root: Path, rel: str = "DICOM/BAD/BOMB", inflated_mb: int 
         out.append(squeeze.compress(zeros))
     out.append(squeeze.flush())
     return _place(root, rel, body + b"".join(out))
+
+
+def slow_file(root: Path, rel: str = "DICOM/BAD/SLOW", elements: int = 1_000_000) -> str:
+    body = _meta_bytes(CT_IMAGE_STORAGE, _uid("hostile", rel), ExplicitVRLittleEndian)
+    return _place(root, rel, body + struct.pack("<HH2sH", 0x0009, 0x1010, b"LO", 0) * elements)
+
+
+def bloated_file(root: Path, rel: str = "DICOM/BAD/BLOAT", elements: int = 3_000_000) -> str:
+    body = _meta_bytes(CT_IMAGE_STORAGE, _uid("hostile", rel), ExplicitVRLittleEndian)
+    parts = []
+    for n in range(elements):
+        group = 0x0009 + 2 * (n >> 16)  # odd (private) groups, each holding 65 536 elements
+        parts.append(struct.pack("<HH2sH", group, n & 0xFFFF, b"LO", 0))
+    return _place(root, rel, body + b"".join(parts))
 
 
 def not_dicom_file(
