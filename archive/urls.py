@@ -1,10 +1,21 @@
 """Pages and API routes of the DICOM archive (patients, studies, disc manifests, checks)."""
 from django.urls import path
 
-from . import api
+from . import api, views
 
-# Pages, mounted at the site root next to tracker's.
-urlpatterns: list = []
+# Pages, mounted at the site root next to tracker's. A patient ID may hold a slash (some
+# hospitals print "2024/00123"), hence <path:...>.
+urlpatterns = [
+    path("patients/", views.patient_search, name="patient-search"),
+    path("patients/<path:patient_id>/", views.patient_detail, name="patient-detail"),
+    path("studies/<str:study_instance_uid>/", views.study_detail, name="study-detail"),
+    path("manifests/<int:pk>/", views.manifest_detail, name="manifest-detail"),
+    path("verifications/<int:pk>/", views.verification_detail, name="verification-detail"),
+    path("media/<str:code>/pacs/", views.media_pacs, name="media-pacs"),
+    path("media/<str:code>/studies/link/", views.media_studies_link, name="media-studies-link"),
+    path("media/<str:code>/studies/unlink/", views.media_studies_unlink, name="media-studies-unlink"),
+    path("retention/", views.retention_review, name="retention-review"),
+]
 
 # REST routes, mounted under /api/v1/ next to tracker's.
 api_urlpatterns = [
