@@ -287,6 +287,42 @@ def test_a_pacs_that_answers_too_slowly_times_out_within_the_timeout(settings):
     assert elapsed < TIMEOUT + MARGIN
 
 
+def test_a_pacs_sending_matches_too_slowly_times_out_within_the_timeout(settings):
+    """A real pynetdicom C-FIND SCP that sends a match every 0.3 s: each message comes well
+    within the DIMSE timeout, only the search's deadline stops it."""
+    from pydicom.dataset import Dataset
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
+
+    stop = threading.Event()
+
+    def slow_matches(event):
+        n = 0
+        while not stop.wait(0.3):
+            n += 1
+            match = Dataset()
+            match.QueryRetrieveLevel = "STUDY"
+            match.StudyInstanceUID = f"1.2.3.{n}"
+            match.PatientID = "MRN-100"
+            yield 0xFF00, match
+        yield 0x0000, None
+
+    scp = AE(ae_title="SLOW")
+    scp.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
+    port = free_port()
+    server = scp.start_server(
+        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_FIND, slow_matches)]
+    )
+    try:
+        settings.PACS = {"slow": dimse(port, ae_title="SLOW")}
+        error, elapsed = search_failure("slow")
+    finally:
+        stop.set()
+        server.shutdown()
+    assert error.details["reason"] == "timeout"
+    assert elapsed < TIMEOUT + MARGIN
+
+
 def test_a_frozen_orthanc_times_out_and_answers_again_once_it_runs(configured, orthanc):  # noqa: F811
     configured.PACS = {
         "dimse": dimse(orthanc.dicom_port, ae_title=orthanc.ae_title),
