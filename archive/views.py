@@ -18,7 +18,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
 
 from tracker import selectors as tracker_selectors
@@ -84,6 +84,10 @@ def study_detail(request, study_instance_uid: str):
 # --- disc manifests and checks ----------------------------------------------------------------
 
 
+def _texts(value) -> list[str]:
+    return [str(item) for item in value] if isinstance(value, list) else []
+
+
 def pdi_checks(report) -> list[dict]:
     """The PDI report's checks as rows a template can show, whatever shape the stored JSON has."""
     checks = report.get("checks") if isinstance(report, dict) else None
@@ -91,27 +95,53 @@ def pdi_checks(report) -> list[dict]:
     for check in checks if isinstance(checks, list) else []:
         if not isinstance(check, dict):
             continue
-        paths = check.get("paths")
         rows.append({
             "code": str(check.get("code", "")),
             "ok": check.get("ok"),
+            "severity": str(check.get("severity", "")),
             "message": str(check.get("message", "")),
-            "paths": [str(p) for p in paths] if isinstance(paths, list) else [],
+            "count": check.get("count"),
+            "paths": _texts(check.get("paths")),
+        })
+    return rows
+
+
+def pdi_profiles(profiles) -> list[dict]:
+    """IHE PDI profiles as rows: archive.pdi stores {name: {"ok", "media", "failed_checks",
+    "violations", "paths"}}; a plain list of names (met profiles) is read too."""
+    if isinstance(profiles, list | str):
+        return [{"name": str(name), "ok": True} for name in _texts(profiles) or [profiles]]
+    rows = []
+    for name, profile in profiles.items() if isinstance(profiles, dict) else []:
+        profile = profile if isinstance(profile, dict) else {}
+        rows.append({
+            "name": str(name),
+            "ok": profile.get("ok"),
+            "media": str(profile.get("media", "")),
+            "failed_checks": _texts(profile.get("failed_checks")),
+            "violations": profile.get("violations"),
+            "paths": _texts(profile.get("paths")),
         })
     return rows
 
 
 def pdi_summary(report) -> dict:
+    """The IHE PDI report (archive.pdi) read defensively: any key may be missing or malformed."""
     report = report if isinstance(report, dict) else {}
-    profiles = report.get("profiles")
     counts = report.get("counts")
+    syntaxes = report.get("transfer_syntaxes")
     return {
         "present": bool(report),
         "conformant": report.get("conformant"),
-        "profiles": [str(p) for p in profiles] if isinstance(profiles, list)
-        else ([str(profiles)] if profiles else []),
+        "best_profile": report.get("best_profile") or "",
+        "fileset_id": report.get("fileset_id") or "",
+        "profiles": pdi_profiles(report.get("profiles") or []),
         "counts": sorted((str(k), v) for k, v in counts.items()) if isinstance(counts, dict) else [],
         "checks": pdi_checks(report),
+        "transfer_syntaxes": [
+            {"uid": str(uid), "name": str(info.get("name", "")), "files": info.get("files")}
+            for uid, info in syntaxes.items() if isinstance(info, dict)
+        ] if isinstance(syntaxes, dict) else [],
     }
 
 
@@ -298,8 +328,10 @@ def media_pacs(request, code: str):
     except DomainError as error:
         return _pacs_page(request, media, search=search, rows=rows, query=query,
                           pacs_error=error.message, status=error.status)
-    messages.success(request, _("Linked %(count)d studies from the PACS to %(code)s.")
-                     % {"count": len(chosen), "code": media.code})
+    messages.success(request, ngettext(
+        "Linked %(count)d study from the PACS to %(code)s.",
+        "Linked %(count)d studies from the PACS to %(code)s.", len(chosen),
+    ) % {"count": len(chosen), "code": media.code})
     url = reverse("media-pacs", args=[media.code])
     return redirect(f"{url}?{urlencode(query)}" if query else url)
 
@@ -321,8 +353,10 @@ def media_studies_link(request, code: str):
     except DomainError as error:
         form.add_error(None, error.message)
         return _pacs_page(request, media, link_form=form, status=error.status)
-    messages.success(request, _("Linked %(count)d studies to %(code)s.")
-                     % {"count": len(form.cleaned_data["uids"]), "code": media.code})
+    count = len(form.cleaned_data["uids"])
+    messages.success(request, ngettext(
+        "Linked %(count)d study to %(code)s.", "Linked %(count)d studies to %(code)s.", count
+    ) % {"count": count, "code": media.code})
     return redirect("media-detail", code=media.code)
 
 
@@ -343,8 +377,10 @@ def media_studies_unlink(request, code: str):
     except DomainError as error:
         form.add_error(None, error.message)
         return _pacs_page(request, media, unlink_form=form, status=error.status)
-    messages.success(request, _("Unlinked %(count)d studies from %(code)s.")
-                     % {"count": len(form.cleaned_data["studies"]), "code": media.code})
+    count = len(form.cleaned_data["studies"])
+    messages.success(request, ngettext(
+        "Unlinked %(count)d study from %(code)s.", "Unlinked %(count)d studies from %(code)s.", count
+    ) % {"count": count, "code": media.code})
     return redirect("media-detail", code=media.code)
 
 

@@ -66,15 +66,28 @@ def build_archive(cast, make_media) -> dict:
     disc = make_media("CD-1", kind=MediaKind.CD, patient=ada)
     manifest = DiscManifest.objects.create(
         media=disc, file_count=3, total_bytes=3000, dicomdir_sha256="ab" * 32,
+        # The shape archive.pdi.pdi_check() records (its module docstring).
         pdi_report={
+            "schema": 1,
             "conformant": False,
-            "profiles": ["STD-GEN-CD"],
+            "best_profile": None,
+            "fileset_id": "FILMROOM01",
+            "profiles": {
+                "STD-GEN-CD": {"ok": False, "media": "CD-R", "failed_checks": ["file_id_rules"],
+                               "transfer_syntaxes": ["1.2.840.10008.1.2.1"], "violations": 0,
+                               "paths": []},
+            },
             "checks": [
-                {"code": "dicomdir_at_root", "ok": True, "message": "DICOMDIR found at the root.", "paths": []},
-                {"code": "file_id_rules", "ok": False, "message": "File IDs break the 8-character rule.",
+                {"code": "dicomdir_at_root", "ok": True, "severity": "required",
+                 "message": "DICOMDIR found at the root.", "count": 0, "paths": []},
+                {"code": "file_id_rules", "ok": False, "severity": "required",
+                 "message": "File IDs break the 8-character rule.", "count": 1,
                  "paths": ["IMAGES/LONGNAME001"]},
+                {"code": "readme_txt", "ok": None, "severity": "info",
+                 "message": "README.TXT could not be checked.", "count": 0, "paths": []},
             ],
-            "counts": {"files": 3, "dicom": 2},
+            "counts": {"files": 3, "dicom_files": 1, "other_files": 1},
+            "transfer_syntaxes": {"1.2.840.10008.1.2.1": {"name": "Explicit VR Little Endian", "files": 1}},
         },
         source_path="/media/cdrom", problems=[{"path": "README.BAD", "reason": "not DICOM"}],
         imported_by=cast["staff"],

@@ -143,15 +143,18 @@ def test_it_shows_a_manifest_with_files_problems_and_the_pdi_report(page_for, sc
     assert "IMAGES/IM0001" in page and "README.BAD" in page and "not DICOM" in page
     assert f"{CT_UID}.1.1" in page  # SOP instance
     assert "Explicit VR Little Endian" in page  # the transfer syntax by name
-    assert "Deviates from IHE PDI" in page and "STD-GEN-CD" in page
+    assert "Deviates from IHE PDI" in page and "File-set ID: FILMROOM01" in page
+    assert "<td>STD-GEN-CD</td>" in page and "CD-R" in page
     assert "File IDs break the 8-character rule." in page and "IMAGES/LONGNAME001" in page
-    assert "file_id_rules" in page
+    assert "file_id_rules" in page and "not checked" in page  # the check that could not run
     assert "Altered" in page  # the check made against this manifest
 
 
 @pytest.mark.parametrize("report", [
     {}, {"checks": "not a list"}, {"checks": [None, {"code": "x"}], "counts": []},
-    {"conformant": True}, ["not", "a", "dict"],
+    {"conformant": True}, ["not", "a", "dict"], {"profiles": ["STD-GEN-CD"]},
+    {"profiles": {"STD-GEN-CD": "odd"}, "transfer_syntaxes": {"1.2": "odd"}},
+    {"profiles": "STD-GEN-CD", "transfer_syntaxes": []},
 ])
 def test_it_shows_a_manifest_whatever_shape_its_pdi_report_has(page_for, scene, report):
     DiscManifest.objects.filter(pk=scene["manifest"].pk).update(pdi_report=report, problems=[{"path": "X"}, "junk"])
@@ -215,7 +218,7 @@ def test_it_links_a_known_study_by_uid_through_the_ledger(page_for, scene):
     )
 
     assert response.redirect_chain == [("/media/FJ-1/", 302)]
-    assert "Linked 1 studies to FJ-1." in html(response)
+    assert "Linked 1 study to FJ-1." in html(response)
     event = CustodyEvent.objects.order_by("-seq").first()
     assert (event.kind, event.payload["studies"], event.payload["source"]) == ("studies_linked", [FREE_UID], "manual")
     assert set(scene["jacket"].studies.values_list("study_instance_uid", flat=True)) == {MR_UID, FREE_UID}
