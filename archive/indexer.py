@@ -41,7 +41,10 @@ DEFLATED = "1.2.840.10008.1.2.1.99"
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}
 UNDEFINED = 0xFFFFFFFF
-READ_DONE = "read"  # a worker's notice that a file is read and hashed, and parsing starts
+READ_DONE = "read"  # a worker's notice that a big file is read and hashed, and parsing starts
+# Files from this size on send READ_DONE; below it the read allowance in the deadline is tiny.
+READ_NOTICE_BYTES = 4 * 1024 * 1024
+PIPELINE = 4  # tasks queued per reader process
 # Explicit VRs whose length field is 4 bytes (after 2 reserved bytes).
 LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 
@@ -488,7 +491,8 @@ def _read_one(root_fd: int, os_path: str, on_read: Callable[[], None] = lambda: 
     finally:
         os.close(fd)
     result = {"size": size, "sha256": sha256}
-    on_read()
+    if size >= READ_NOTICE_BYTES:
+        on_read()
     whole = len(head) == size
     try:
         result.update(describe(head, size, whole))
@@ -571,7 +575,7 @@ class _Reader:
         self.process = ctx.Process(target=_worker_main, args=(child, root, memory_mb), daemon=True)
         self.process.start()
         child.close()
-        self.task = None
+        self.tasks: deque[_Task] = deque()
         self.deadline = 0.0
         if not self.conn.poll(start_timeout):
             self.stop()
@@ -608,58 +612,73 @@ def run_tasks(
     on_result: Callable[[_Task, dict], None],
 ) -> None:
     """Hand tasks to reader processes; a task past its deadline or whose reader dies gets a
-    problem result and a fresh reader takes the next task."""
+    problem result and a fresh reader takes over (the tasks queued behind it are handed out again).
+
+    Each reader holds up to PIPELINE tasks so it never waits for the parent between files; only
+    the task at the head of its queue is running, and only that one has a deadline."""
     ctx = _context()
     start_timeout = 60.0
     queue = deque(tasks)
-    readers = [_Reader(ctx, str(root), memory_mb, start_timeout) for _ in range(max(1, min(workers, len(tasks) or 1)))]
+    count = max(1, min(workers, len(tasks) or 1))
+    readers = [_Reader(ctx, str(root), memory_mb, start_timeout) for _ in range(count)]
+
+    def replace(index: int) -> None:
+        reader = readers[index]
+        # Tasks waiting behind the failed one were never started: hand them out again.
+        queue.extendleft(reversed(list(reader.tasks)[1:]))
+        reader.stop()
+        readers[index] = _Reader(ctx, str(root), memory_mb, start_timeout)
+
+    def finish(index: int, result: dict) -> None:
+        reader = readers[index]
+        task = reader.tasks.popleft()
+        if reader.tasks:
+            reader.deadline = time.monotonic() + reader.tasks[0].timeout
+        on_result(task, result)
+
     try:
-        while queue or any(r.task for r in readers):
+        while queue or any(r.tasks for r in readers):
             for index, reader in enumerate(readers):
-                if reader.task is None and queue:
+                while queue and len(reader.tasks) < PIPELINE:
                     task = queue.popleft()
                     try:
                         reader.conn.send((task.task_id, task.kind, task.argument))
-                    except (BrokenPipeError, OSError):
-                        reader.stop()
-                        readers[index] = reader = _Reader(ctx, str(root), memory_mb, start_timeout)
-                        reader.conn.send((task.task_id, task.kind, task.argument))
-                    reader.task = task
-                    reader.deadline = time.monotonic() + task.timeout
-            busy = [r for r in readers if r.task]
-            now = time.monotonic()
-            wait_for = max(0.0, min(r.deadline for r in busy) - now)
+                    except OSError:
+                        queue.appendleft(task)
+                        replace(index)
+                        break
+                    if not reader.tasks:
+                        reader.deadline = time.monotonic() + task.timeout
+                    reader.tasks.append(task)
+            busy = [r for r in readers if r.tasks]
+            wait_for = max(0.0, min(r.deadline for r in busy) - time.monotonic())
             ready = set(wait([r.conn for r in busy] + [r.process.sentinel for r in busy], wait_for))
-            now = time.monotonic()
-            for index, reader in enumerate(readers):
-                task = reader.task
-                if task is None:
+            for index in range(len(readers)):
+                reader = readers[index]
+                if not reader.tasks:
                     continue
-                result = None
                 if reader.conn in ready or reader.process.sentinel in ready:
                     try:
-                        while reader.conn.poll():
+                        while reader.tasks and reader.conn.poll():
                             _, message = reader.conn.recv()
                             if message == READ_DONE:
                                 # Reading took its share of time; the parse gets the full timeout.
-                                reader.deadline = time.monotonic() + task.parse_timeout
+                                reader.deadline = time.monotonic() + reader.tasks[0].parse_timeout
                             else:
-                                result = message
-                                break
+                                finish(index, message)
                     except (EOFError, OSError):
-                        result = None
-                    if result is None and not reader.process.is_alive():
+                        pass
+                    if reader.tasks and not reader.process.is_alive():
                         reader.process.join(1)
-                        result = {"problem": "crashed", "params": {"code": reader.process.exitcode}}
-                        reader.stop()
-                        readers[index] = _Reader(ctx, str(root), memory_mb, start_timeout)
-                if result is None and now >= reader.deadline:
-                    result = {"problem": "timeout", "params": {"seconds": _seconds(task.parse_timeout)}}
-                    reader.stop()
-                    readers[index] = _Reader(ctx, str(root), memory_mb, start_timeout)
-                if result is not None:
-                    readers[index].task = None
-                    on_result(task, result)
+                        code = reader.process.exitcode
+                        task = reader.tasks[0]
+                        replace(index)
+                        on_result(task, {"problem": "crashed", "params": {"code": code}})
+                        continue
+                if reader.tasks and time.monotonic() >= reader.deadline:
+                    task = reader.tasks[0]
+                    replace(index)
+                    on_result(task, {"problem": "timeout", "params": {"seconds": _seconds(task.parse_timeout)}})
     finally:
         for reader in readers:
             try:
