@@ -74,7 +74,8 @@ class OpenedFiles:
 
     def __enter__(self):
         if not OpenedFiles.installed:
-            sys.addaudithook(OpenedFiles.hook)  # hooks cannot be removed; it idles when not recording
+            # Audit hooks cannot be removed; this one idles when not recording.
+            sys.addaudithook(OpenedFiles.hook)
             OpenedFiles.installed = True
         OpenedFiles.recording = []
         return OpenedFiles.recording

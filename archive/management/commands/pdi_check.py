@@ -20,8 +20,12 @@ class Command(BaseCommand):
     requires_system_checks = []
 
     def add_arguments(self, parser):
-        parser.add_argument("path", metavar="PATH", help="Folder where the disc is mounted or copied.")
-        parser.add_argument("--json", action="store_true", help="Print the report as one JSON object.")
+        parser.add_argument(
+            "path", metavar="PATH", help="Folder where the disc is mounted or copied."
+        )
+        parser.add_argument(
+            "--json", action="store_true", help="Print the report as one JSON object."
+        )
 
     def handle(self, *args, path, **options):
         root = Path(path)
