@@ -386,3 +386,24 @@ def test_the_main_menu_links_patients_for_everyone_and_retention_for_staff(page_
 
     assert 'href="/patients/"' in doctor and 'href="/retention/"' not in doctor
     assert 'href="/patients/"' in staff and 'href="/retention/"' in staff
+
+
+def test_it_shows_the_pdi_report_that_pdi_check_writes_for_a_real_disc(page_for, scene, tmp_path):
+    from archive.pdi import CHECK_CODES, pdi_check
+    from tests.archive.discs import ct_disc
+
+    ct_disc(tmp_path / "disc", files=6, series=2)
+    # A DICOM file the DICOMDIR does not list, under a name too long for a PDI file ID.
+    first = next(p for p in (tmp_path / "disc").rglob("*") if p.is_file() and p.name != "DICOMDIR")
+    (tmp_path / "disc" / "TOOLONGNAME01").write_bytes(first.read_bytes())
+    report = pdi_check(tmp_path / "disc")
+    DiscManifest.objects.filter(pk=scene["manifest"].pk).update(pdi_report=report)
+
+    page = html(page_for("doctor").get(f"/manifests/{scene['manifest'].pk}/"))
+
+    for code, _severity in CHECK_CODES:
+        assert f"<td>{code}<br>" in page, code
+    for profile in report["profiles"]:
+        assert f"<td>{profile}</td>" in page
+    assert "TOOLONGNAME01" in page  # named where it breaks a rule
+    assert "✘ failed" in page
