@@ -209,28 +209,35 @@ def open_inside(root_fd: int, os_path: str) -> int:
     return fd
 
 
-def read_and_hash(fd: int, limit: int = HEADER_LIMIT) -> tuple[bytes, int, str]:
-    """One pass over the file: (its first `limit` bytes, its size, its SHA-256)."""
+_buffer = bytearray()
+
+
+def read_and_hash(fd: int, limit: int = HEADER_LIMIT) -> tuple[memoryview, int, str]:
+    """One pass over the file: (its first `limit` bytes, its size, its SHA-256). The bytes are a
+    view of a buffer reused for the next file (a fresh one each time costs page faults)."""
+    global _buffer
     digest = hashlib.sha256()
     size_hint = os.fstat(fd).st_size
-    head = bytearray(min(size_hint, limit) or 1)
-    view = memoryview(head)
+    want = min(size_hint, limit) or 1
+    if len(_buffer) < want:
+        _buffer = bytearray(want)
+    view = memoryview(_buffer)[:want]
     got = 0
     with open(fd, "rb", buffering=0, closefd=False) as stream:
-        while got < len(head):
+        while got < want:
             n = stream.readinto(view[got:])
             if not n:
                 break
             got += n
         digest.update(view[:got])
         size = got
-        if got == len(head) and got == limit:
+        if got == want and got == limit:
             chunk = bytearray(CHUNK)
             chunk_view = memoryview(chunk)
             while n := stream.readinto(chunk_view):
                 digest.update(chunk_view[:n])
                 size += n
-    return bytes(view[:got]), size, digest.hexdigest()
+    return view[:got], size, digest.hexdigest()
 
 
 def hash_file(root_fd: int, os_path: str) -> tuple[int, str]:
@@ -267,7 +274,7 @@ def _file_meta(head: bytes) -> tuple[dict[int, str], int]:
         group, element = struct.unpack_from("<HH", head, pos)
         if group != 0x0002:
             break
-        vr = head[pos + 4:pos + 6]
+        vr = bytes(head[pos + 4:pos + 6])
         if vr in LONG_VRS:
             (length,) = struct.unpack_from("<I", head, pos + 8)
             value_at = pos + 12
@@ -277,7 +284,7 @@ def _file_meta(head: bytes) -> tuple[dict[int, str], int]:
         if length == UNDEFINED or value_at + length > end:
             raise ValueError("file meta element longer than the file")
         if element in (0x0002, 0x0003, 0x0010):
-            meta[element] = head[value_at:value_at + length].rstrip(b"\x00 ").decode("ascii", "replace")
+            meta[element] = bytes(head[value_at:value_at + length]).rstrip(b"\x00 ").decode("ascii", "replace")
         pos = value_at + length
     return meta, pos
 
@@ -329,7 +336,7 @@ def _check_pixels(head: bytes, at: int, size: int, little: bool, implicit: bool,
         (length,) = struct.unpack_from(order + "I", head, at + 4)
         value_at = at + 8
     else:
-        vr = head[at + 4:at + 6]
+        vr = bytes(head[at + 4:at + 6])
         if vr in LONG_VRS:
             (length,) = struct.unpack_from(order + "I", head, at + 8)
             value_at = at + 12
@@ -369,13 +376,27 @@ def _text(ds, keyword: str) -> str:
     return str(value).strip().replace("\x00", "")
 
 
+def _plain(ds, tag: int) -> str:
+    """An ASCII-only value (UI, DA, CS, IS, SH) straight from the raw bytes: no conversion."""
+    try:
+        raw = ds.get_item(tag)
+    except Exception:
+        return ""
+    if raw is None:
+        return ""
+    value = raw.value
+    if isinstance(value, (bytes, bytearray)):
+        return value.decode("ascii", "replace").strip(" \x00")
+    return _text(ds, raw.keyword) if hasattr(raw, "keyword") else str(value or "").strip()
+
+
 def describe(head: bytes, size: int, whole: bool) -> dict:
     """The indexer's fields from one file's leading bytes (raises _Refused for a bad file)."""
     from pydicom import dcmread
     from pydicom.filereader import read_dataset
     from pydicom.uid import UID
 
-    if len(head) < 132 or head[128:132] != b"DICM":
+    if len(head) < 132 or bytes(head[128:132]) != b"DICM":
         raise _Refused("not_dicom")
     try:
         meta, dataset_at = _file_meta(head)
@@ -402,21 +423,21 @@ def describe(head: bytes, size: int, whole: bool) -> dict:
             raise _Refused("header_too_long", {"mib": HEADER_LIMIT // (1024 * 1024)})
     fields = {
         # A DICOMDIR names its class only in the file meta; so may sloppy writers.
-        "sop_class_uid": _text(ds, "SOPClassUID") or meta.get(0x0002, ""),
-        "sop_instance_uid": _text(ds, "SOPInstanceUID") or meta.get(0x0003, ""),
+        "sop_class_uid": _plain(ds, 0x00080016) or meta.get(0x0002, ""),
+        "sop_instance_uid": _plain(ds, 0x00080018) or meta.get(0x0003, ""),
         "transfer_syntax_uid": syntax,
-        "study_instance_uid": _text(ds, "StudyInstanceUID"),
-        "series_instance_uid": _text(ds, "SeriesInstanceUID"),
+        "study_instance_uid": _plain(ds, 0x0020000D),
+        "series_instance_uid": _plain(ds, 0x0020000E),
         "patient_id": _text(ds, "PatientID"),
         "patient_name": _text(ds, "PatientName"),
-        "birth_date": _text(ds, "PatientBirthDate"),
-        "sex": _text(ds, "PatientSex"),
-        "study_date": _text(ds, "StudyDate"),
-        "accession_number": _text(ds, "AccessionNumber"),
+        "birth_date": _plain(ds, 0x00100030),
+        "sex": _plain(ds, 0x00100040),
+        "study_date": _plain(ds, 0x00080020),
+        "accession_number": _plain(ds, 0x00080050),
         "study_description": _text(ds, "StudyDescription"),
         "medical_record_locator": _text(ds, "MedicalRecordLocator"),
-        "modality": _text(ds, "Modality"),
-        "series_number": _text(ds, "SeriesNumber"),
+        "modality": _plain(ds, 0x00080060),
+        "series_number": _plain(ds, 0x00200011),
         "series_description": _text(ds, "SeriesDescription"),
     }
     if fields["sop_class_uid"] == MEDIA_STORAGE_DIRECTORY:
