@@ -191,7 +191,7 @@ def verdict(result: ledger.Verification) -> tuple:
     return (False, result.first_bad_seq, result.reason)
 
 
-def storable_rows():
+def storable_rows(usual_payloads=None):
     """Rows the database columns can hold, made and chained as append() would, though with
     values append() never makes; then perhaps one link, hash or seq spoiled."""
     big, users = 2**63 - 1, 2**31 - 1  # auth_user keeps a 32-bit id
@@ -230,7 +230,7 @@ def storable_rows():
         "payload": st.one_of(
             st.just({}),
             payloads(floats=False, surrogates=False, nul=False).filter(lambda p: p is not None),
-        ),
+        ) if usual_payloads is None else usual_payloads,
     })
     spoil = st.sampled_from([None, None, "hash", "link", "seq", "padded years", "json.dumps"])
     return st.tuples(st.lists(row, min_size=1, max_size=9), spoil, st.integers(0, 8))
@@ -300,6 +300,42 @@ def test_it_reads_a_usual_ledger_straight_from_the_table(make_media, cast, place
         result = ledger.verify_ledger()
     assert result.ok and result.events == 16
     reads = [q["sql"] for q in queries.captured_queries if "custodyevent" in q["sql"]]
-    # Four chunks and the empty read that ends them; no chunk read again through the ORM.
-    assert len(reads) == 5, reads
+    if connection.vendor == "postgresql":
+        # The server judges every row: its size, the seqs it does not vouch for (none), then
+        # the head hash; no event is read as a row, through the ORM or otherwise.
+        assert len(reads) == 3, "\n".join(r[:300] for r in reads)
+        assert "count(*)" in reads[0] and "sha256" in reads[1] and "payload" not in reads[2]
+    else:
+        # Four chunks and the empty read that ends them; no chunk read again through the ORM.
+        assert len(reads) == 5, reads
     assert verdict(result) == reference_verdict(ledger.ledger_rows())
+
+
+def usual_payloads():
+    """Payloads of the forms the services write (and near them): nothing, one or two flat
+    members with words, times, ids and numbers at the edges of what a double holds."""
+    keys = st.sampled_from(["due_at", "reason", "undo_of", "note", "copies", "a", "zz", "A_1", "\ufeff"])
+    values = st.one_of(
+        st.none(), st.booleans(), st.integers(-(10**16), 10**16),
+        st.sampled_from([0, 10**15 - 1, 10**15, 2**53 - 1, 2**53, -(2**53 - 1), -(2**53)]),
+        st.sampled_from(["2025-03-15T07:00:01.000005Z", "Übergabe an Station 3 — 病房", "", "x, ", '"', "a\\b"]),
+        texts(max_size=8, surrogates=False, nul=False),
+    )
+    return st.one_of(st.just({}), st.dictionaries(keys, values, min_size=1, max_size=3))
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(storable_rows(usual_payloads()))
+def test_it_judges_a_table_of_usual_payloads_exactly_as_the_row_by_row_check_does(
+    db, monkeypatch, case
+):
+    rows, spoil, at = case
+    monkeypatch.setattr(ledger.verify, "VERIFY_CHUNK_ROWS", 3)
+    monkeypatch.setattr(ledger.verify, "ODD_RUN_GAP", 2)  # odd rows walked in several runs
+    with transaction.atomic():
+        store(rows, spoil, at)
+        stored = list(ledger.ledger_rows())
+        assert verdict(ledger.verify_ledger()) == reference_verdict(stored)
+        transaction.set_rollback(True)
