@@ -1,7 +1,7 @@
 """Scan API latency under a sustained load on a real server (target: p99 ≤ 40 ms at 200 scans/s).
 
     .venv/bin/python bench/scan_latency.py [--rate 200] [--seconds 60] [--batch 1]
-        [--workers 3] [--conn-max-age 0] [--baseline-seconds 20]
+        [--workers 3] [--conn-max-age 60] [--baseline-seconds 20]
 
 Sets up the PostgreSQL database `bench_latency` (2000 tagged jackets, a locate-mode station
 registered with `manage.py register_reader`), starts gunicorn (sync workers) on a free loopback
@@ -253,8 +253,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--batch", type=int, default=1, help="reads per request (default 1)")
     parser.add_argument("--workers", type=int, default=3, help="gunicorn sync workers (default 3)")
-    parser.add_argument("--conn-max-age", type=int, default=0,
-                        help="FILMROOM_CONN_MAX_AGE for the server (default 0, as in settings)")
+    parser.add_argument("--conn-max-age", type=int, default=60,
+                        help="FILMROOM_CONN_MAX_AGE for the server (default 60, as in settings)")
     parser.add_argument("--baseline-seconds", type=float, default=20)
     args = parser.parse_args()
     name = open_database("postgres", "bench_latency")

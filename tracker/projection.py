@@ -24,12 +24,19 @@ def _due_at(event: CustodyEvent) -> datetime:
     return parse_datetime(event.payload["due_at"])
 
 
-def apply(event: CustodyEvent) -> None:
+def apply(event: CustodyEvent, *, media: Media | None = None) -> None:
+    """Apply one event. A service passes the item it has just read under its row lock, so the
+    projection need not read it again (station reads pay for every query)."""
     handler = _HANDLERS[event.kind]
-    handler(event)
+    if media is not None and media.pk == event.media_id and event.kind in _TAKES_MEDIA:
+        handler(event, media)
+    else:
+        handler(event)
 
 
-def _media(event: CustodyEvent) -> Media:
+def _media(event: CustodyEvent, media: Media | None = None) -> Media:
+    if media is not None:
+        return media
     return Media.objects.select_related("current_location").get(pk=event.media_id)
 
 
@@ -62,8 +69,8 @@ def _place(media: Media, event: CustodyEvent, *, status: str, holder_id: int | N
     media.save(update_fields=["status", "current_location", "current_holder", "last_seen_at"])
 
 
-def _registered(event: CustodyEvent) -> None:
-    _place(_media(event), event, status=MediaStatus.ON_SHELF, holder_id=None)
+def _registered(event: CustodyEvent, media: Media | None = None) -> None:
+    _place(_media(event, media), event, status=MediaStatus.ON_SHELF, holder_id=None)
 
 
 def _tag_bound(event: CustodyEvent) -> None:
@@ -79,18 +86,18 @@ def _tag_unbound(event: CustodyEvent) -> None:
     )
 
 
-def _checked_out(event: CustodyEvent) -> None:
+def _checked_out(event: CustodyEvent, media: Media | None = None) -> None:
     _open_new_loan(event, due_at=_due_at(event))
-    _place(_media(event), event, status=MediaStatus.ON_LOAN, holder_id=event.holder_id)
+    _place(_media(event, media), event, status=MediaStatus.ON_LOAN, holder_id=event.holder_id)
 
 
-def _returned(event: CustodyEvent) -> None:
+def _returned(event: CustodyEvent, media: Media | None = None) -> None:
     _close_loan(_open_loan(event.media_id), event)
-    _place(_media(event), event, status=MediaStatus.ON_SHELF, holder_id=None)
+    _place(_media(event, media), event, status=MediaStatus.ON_SHELF, holder_id=None)
 
 
-def _transferred(event: CustodyEvent) -> None:
-    media = _media(event)
+def _transferred(event: CustodyEvent, media: Media | None = None) -> None:
+    media = _media(event, media)
     loan = _open_loan(event.media_id)
     Transfer.objects.create(
         media=media,
@@ -112,8 +119,8 @@ def _transferred(event: CustodyEvent) -> None:
     _place(media, event, status=status_after_move(to_location, loan is not None), holder_id=holder_id)
 
 
-def _seen(event: CustodyEvent) -> None:
-    media = _media(event)
+def _seen(event: CustodyEvent, media: Media | None = None) -> None:
+    media = _media(event, media)
     if media.status in (MediaStatus.MISSING, MediaStatus.IN_TRANSIT):
         location = Location.objects.get(pk=event.to_location_id)
         media.status = status_after_move(location, _open_loan(event.media_id) is not None)
@@ -149,6 +156,12 @@ def _studies_unlinked(event: CustodyEvent) -> None:
 def _nothing(event: CustodyEvent) -> None:
     """Events that record a fact about an item without changing where it is (a disc check)."""
 
+
+# The handlers that read the item and can take the service's locked copy instead.
+_TAKES_MEDIA = {
+    EventKind.MEDIA_REGISTERED, EventKind.CHECKED_OUT, EventKind.RETURNED, EventKind.TRANSFERRED,
+    EventKind.SEEN,
+}
 
 _HANDLERS = {
     EventKind.MEDIA_REGISTERED: _registered,

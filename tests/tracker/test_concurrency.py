@@ -8,13 +8,14 @@ import uuid
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from tests.conftest import make_user
 from tracker import ledger, services
 from tracker.choices import EventKind, LocationKind, MediaKind, MediaStatus, Role
 from tracker.exceptions import AlreadyOnLoan
-from tracker.models import CustodyEvent, Loan, Location, Media
+from tracker.models import CustodyEvent, Loan, Location, Media, ReaderDevice, ScanRecord
 
 pytestmark = pytest.mark.postgres
 
@@ -158,4 +159,29 @@ def test_it_records_a_retried_check_out_once_and_gives_every_retry_the_same_loan
     assert {loan.pk for loan in outcomes} == {Loan.objects.get(media=media).pk}
     assert CustodyEvent.objects.filter(event_id=event_id).count() == 1
     assert CustodyEvent.objects.filter(kind=EventKind.CHECKED_OUT).count() == 1
+    assert_ledger_intact()
+
+
+@pytest.mark.parametrize("bound", [True, False], ids=["bound tag", "unknown tag"])
+def test_a_read_delivered_ten_times_at_once_is_recorded_once(file_room, bound):
+    # An agent retrying while its first request still runs: the read is looked up outside the
+    # ledger lock, so the racing twins are stopped by the UNIQUE event_id and answered as replays.
+    media = register(file_room, "FJ-TWIN")
+    uid = "04AABBCCDDEE01" if bound else "04AABBCCDDEE99"
+    services.tag_bind(uid="04AABBCCDDEE01", media=media, actor=file_room["staff"])
+    reader = ReaderDevice.objects.create(name="desk", location=file_room["shelf"], mode="locate")
+    event_id, read_at = uuid.uuid4(), timezone.now()
+
+    outcomes = run_together(
+        10,
+        lambda i: services.scan_record(
+            device=ReaderDevice.objects.get(pk=reader.pk), event_id=event_id, raw_uid=uid,
+            read_at=read_at, counter=7,
+        ),
+    )
+
+    assert all(isinstance(o, tuple) for o in outcomes), outcomes
+    assert sorted(replayed for _record, replayed in outcomes) == [False] + [True] * 9
+    assert {record.pk for record, _replayed in outcomes} == {ScanRecord.objects.get().pk}
+    assert CustodyEvent.objects.filter(event_id=event_id).count() == (1 if bound else 0)
     assert_ledger_intact()

@@ -28,8 +28,6 @@ from ..permissions import (
     LoginSessionAuthentication,
 )
 from ..tags import UidError, normalise_uid
-
-User = get_user_model()
 from .shapes import (
     ERRORS,
     EventIdIn,
@@ -47,6 +45,8 @@ from .shapes import (
     media_or_404,
     user_field,
 )
+
+User = get_user_model()
 
 # --- media ---------------------------------------------------------------------------------------
 

@@ -16,7 +16,17 @@ from .body import (
     event_body,
     format_time,
 )
-from .chain import ADVISORY_LOCK_KEY, REQUEST_FIELDS, EventRequest, Read, append, lock, replayed
+from .chain import (
+    ADVISORY_LOCK_KEY,
+    REQUEST_FIELDS,
+    EventRequest,
+    Read,
+    append,
+    lock,
+    recorded,
+    replayed,
+    vouch_new,
+)
 from .checkpoints import (
     checkpoint,
     checkpoint_text,
@@ -44,7 +54,9 @@ __all__ = [
     "Read",
     "append",
     "lock",
+    "recorded",
     "replayed",
+    "vouch_new",
     "checkpoint",
     "checkpoint_text",
     "key_id",

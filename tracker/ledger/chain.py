@@ -103,6 +103,33 @@ def _lock_mark() -> None:
     transaction ask the server for it once (appends are serialised; each round trip counts)."""
 
 
+class _VouchedNew:
+    """On-commit marker: this transaction's caller found `event_id` unused moments ago."""
+
+    def __init__(self, event_id):
+        self.event_id = str(event_id)
+
+    def __call__(self) -> None:
+        pass
+
+
+def vouch_new(event_id) -> None:
+    """Tell replayed() that the caller has just looked `event_id` up and found it unused (a
+    station read checked against its scan records), so it skips its own look-up for the rest of
+    this transaction. A racing twin is still stopped by the UNIQUE constraint on event_id."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("vouch_new() only holds inside transaction.atomic().")
+    transaction.on_commit(_VouchedNew(event_id))
+
+
+def _vouched_new(event_id) -> bool:
+    wanted = str(event_id)
+    return any(
+        isinstance(hook[1], _VouchedNew) and hook[1].event_id == wanted
+        for hook in connection.run_on_commit
+    )
+
+
 def _lock_taken() -> bool:
     return any(hook[1] is _lock_mark for hook in connection.run_on_commit)
 
@@ -112,7 +139,7 @@ def replayed(request: EventRequest) -> CustodyEvent | None:
     stored event does not match what is asked now. Takes the ledger lock first, so a concurrent
     duplicate waits for the original and then sees it."""
     lock()
-    if request.event_id is None or not _event_id_stored(request.event_id):
+    if request.event_id is None or _vouched_new(request.event_id) or not _event_id_stored(request.event_id):
         return None
     prior = CustodyEvent.objects.filter(event_id=request.event_id).first()
     if prior is None:
@@ -148,7 +175,8 @@ def append(
     lock()
     payload = _checked_payload(payload or {})
     db = connections[DEFAULT_DB_ALIAS]  # the wrapper itself: the proxy costs on every attribute
-    head = _head(db)
+    last = _last_appended(db)
+    head = (last.seq, last.hash) if last is not None else _head(db)
     seq, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS_HASH)
     fields = request.fields()
     row = {
@@ -163,7 +191,38 @@ def append(
     row["hash"] = hashlib.sha256(bytes.fromhex(prev_hash) + body_json(row)).hexdigest()
     event = CustodyEvent(*(row[f.attname] for f in _EVENT_FIELDS))
     _insert(db, event)
+    transaction.on_commit(_Appended(event), using=db.alias)
     return event
+
+
+class _Appended:
+    """Left among the transaction's on-commit hooks by each append, like _lock_mark: while the
+    transaction holds the ledger lock the newest one is the head of the chain, and a savepoint
+    rolled back takes its appends' marks with it, exactly as it takes their rows."""
+
+    def __init__(self, event: CustodyEvent):
+        self.event = event
+
+    def __call__(self) -> None:
+        pass
+
+
+def _last_appended(db) -> CustodyEvent | None:
+    for hook in reversed(db.run_on_commit):
+        if isinstance(hook[1], _Appended):
+            return hook[1].event
+    return None
+
+
+def recorded(event_id) -> CustodyEvent:
+    """The event appended under `event_id`: from this transaction's own appends when it is one of
+    them (no query), else from the table."""
+    db = connections[DEFAULT_DB_ALIAS]
+    wanted = str(event_id)
+    for hook in reversed(db.run_on_commit):
+        if isinstance(hook[1], _Appended) and str(hook[1].event.event_id) == wanted:
+            return hook[1].event
+    return CustodyEvent.objects.get(event_id=event_id)
 
 
 # Appends run one after another under the ledger lock, so each query's cost is paid in series by

@@ -16,7 +16,7 @@ from ..choices import DiscVerdict, EventKind, StudySource
 from ..exceptions import InvalidRequest
 from ..ledger import EventRequest
 from ..models import CustodyEvent, Media
-from .custody import User, _record
+from .custody import User, _place_of, _record
 
 
 def _study_uids(studies) -> list[str]:
@@ -48,7 +48,7 @@ def media_studies_link(
     prior = ledger.replayed(request)
     if prior:
         return prior
-    return _record(request, from_location=media.current_location, payload=payload)
+    return _record(request, from_location=_place_of(media), payload=payload)
 
 
 @transaction.atomic
@@ -68,7 +68,7 @@ def media_studies_unlink(
     prior = ledger.replayed(request)
     if prior:
         return prior
-    return _record(request, from_location=media.current_location, payload=payload)
+    return _record(request, from_location=_place_of(media), payload=payload)
 
 
 @transaction.atomic
@@ -91,7 +91,7 @@ def media_disc_imported(
     prior = ledger.replayed(request)
     if prior:
         return prior
-    return _record(request, from_location=media.current_location, payload=payload)
+    return _record(request, from_location=_place_of(media), payload=payload)
 
 
 @transaction.atomic
@@ -109,4 +109,4 @@ def media_disc_verified(
     prior = ledger.replayed(request)
     if prior:
         return prior
-    return _record(request, from_location=media.current_location, payload=payload)
+    return _record(request, from_location=_place_of(media), payload=payload)

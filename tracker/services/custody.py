@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -47,9 +47,12 @@ User = AbstractBaseUser
 
 
 
-def _record(request: EventRequest, *, from_location=None, payload: dict | None = None) -> CustodyEvent:
+def _record(
+    request: EventRequest, *, from_location=None, payload: dict | None = None, media: Media | None = None
+) -> CustodyEvent:
+    """Append the event and apply it; `media` is the item as just read under its row lock."""
     event = ledger.append(request, from_location=from_location, payload=payload)
-    projection.apply(event)
+    projection.apply(event, media=media)
     return event
 
 
@@ -58,15 +61,24 @@ def _with_undo(payload: dict, undo_of: int | None) -> dict:
 
 
 def _locked(media: Media) -> Media:
-    """Re-read the item under a row lock so concurrent services on it run one at a time."""
-    locked = (
-        Media.objects.select_for_update(of=("self",))
-        .select_related("current_location", "current_holder")
-        .get(pk=media.pk)
-    )
+    """Re-read the item under a row lock so concurrent services on it run one at a time.
+
+    A plain statement: every station read runs it, and the ORM's select_for_update().get()
+    took three times as long to build as to run. SQLite has no row locks; its transactions hold
+    the database's write lock from BEGIN IMMEDIATE."""
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    found = list(Media.objects.raw(f"SELECT * FROM {Media._meta.db_table} WHERE id = %s{lock}", [media.pk]))
+    if not found:
+        raise Media.DoesNotExist(f"No media with id {media.pk}.")
+    locked = found[0]
     if locked.status == MediaStatus.RETIRED:
         raise MediaRetired(_("%(code)s is retired and cannot be moved.") % {"code": locked.code})
     return locked
+
+
+def _place_of(media: Media) -> Location | None:
+    """The item's current place as the ledger records it (its key; nothing is read)."""
+    return Location(pk=media.current_location_id) if media.current_location_id else None
 
 
 def _open_loan(media: Media) -> Loan | None:
@@ -281,7 +293,7 @@ def media_check_out(
     payload = _with_undo({"due_at": ledger.format_time(due_at)}, undo_of)
     try:
         with transaction.atomic():
-            event = _record(request, from_location=media.current_location, payload=payload)
+            event = _record(request, from_location=_place_of(media), payload=payload, media=media)
     except IntegrityError as exc:  # the one-open-loan constraint, should a rule above be bypassed
         raise AlreadyOnLoan(_("%(code)s is already on loan.") % {"code": media.code}) from exc
     return Loan.objects.get(out_seq=event.seq)
@@ -318,8 +330,8 @@ def media_return(
             % {"code": media.code, "place": media.current_location.code if media.current_location else "?"},
             media=media.code,
         )
-    _record(request, from_location=media.current_location, payload=_with_undo({}, undo_of))
-    return Media.objects.get(pk=media.pk)
+    _record(request, from_location=_place_of(media), payload=_with_undo({}, undo_of), media=media)
+    return media
 
 
 @transaction.atomic
@@ -363,8 +375,8 @@ def media_transfer(
             )
         if not to_holder.is_active:
             raise InvalidRequest(_("%(name)s's account is disabled.") % {"name": _name(to_holder)})
-    _record(request, from_location=media.current_location, payload=_with_undo({}, undo_of))
-    return Media.objects.get(pk=media.pk)
+    _record(request, from_location=_place_of(media), payload=_with_undo({}, undo_of), media=media)
+    return media
 
 
 @transaction.atomic
@@ -378,6 +390,25 @@ def media_seen(
     read: Read | None = None,
 ) -> Media:
     """Record that an item was read at a location (an item flagged missing is found again)."""
+    return media_seen_within(
+        media=media, location=location, actor=actor, device=device, event_id=event_id, read=read
+    )
+
+
+def media_seen_within(
+    *,
+    media: Media,
+    location: Location,
+    actor: User | None = None,
+    device: ReaderDevice | None = None,
+    event_id=None,
+    read: Read | None = None,
+) -> Media:
+    """media_seen() inside the caller's transaction, without a savepoint of its own: for a station
+    read, which records its scan in the same transaction (two statements fewer per read). It
+    refuses (MediaRetired) before it writes anything, so the caller may record the refusal."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("media_seen_within() runs inside the caller's transaction.")
     request = EventRequest(
         EventKind.SEEN,
         media=media,
@@ -390,8 +421,8 @@ def media_seen(
     if ledger.replayed(request):
         return Media.objects.get(pk=media.pk)
     media = _locked(media)
-    _record(request, from_location=media.current_location)
-    return Media.objects.get(pk=media.pk)
+    _record(request, from_location=_place_of(media), media=media)
+    return media
 
 
 @transaction.atomic
@@ -413,6 +444,6 @@ def media_retire(
         )
     if not (reason or "").strip():
         raise InvalidRequest(_("Give a reason for retiring %(code)s.") % {"code": media.code})
-    _record(request, from_location=media.current_location, payload={"reason": reason.strip()})
+    _record(request, from_location=_place_of(media), payload={"reason": reason.strip()})
     return Media.objects.get(pk=media.pk)
 

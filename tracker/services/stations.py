@@ -6,8 +6,9 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -22,11 +23,12 @@ from ..exceptions import (
     UnknownTag,
 )
 from ..ledger import Read
+from ..selectors import StationReadLookup, station_read_lookup
 from ..models import (
-    Badge,
     CustodyEvent,
     Loan,
     Location,
+    Media,
     ReaderDevice,
     ScanRecord,
     Tag,
@@ -43,18 +45,18 @@ from ..tags import (
     sun_picc_data,
 )
 
-User = AbstractBaseUser
-logger = logging.getLogger(__name__)
-
 from .custody import (
     _name,
     media_check_out,
-    media_for_tag,
     media_return,
-    media_seen,
+    media_seen_within,
     media_transfer,
     tag_for,
 )
+
+User = AbstractBaseUser
+logger = logging.getLogger(__name__)
+
 
 # --- reader stations ------------------------------------------------------------------------
 
@@ -97,65 +99,110 @@ def scan_record(
     (record, replayed). A read whose event_id was seen before returns the first record; with
     other details it raises EventConflict. Custody changes go through the services above, so the
     read's event_id becomes the ledger event's id."""
-    with transaction.atomic():
-        ledger.lock()  # one reader at a time per event_id, and the ledger's order
+    try:
+        with transaction.atomic():
+            return _scan_record_once(
+                device=device, event_id=event_id, raw_uid=raw_uid, read_at=read_at, counter=counter
+            )
+    except IntegrityError:
+        # The same read delivered twice at once (an agent retrying while its first request was
+        # still running): the first one's scan record or ledger event stopped this one.
         prior = ScanRecord.objects.filter(event_id=event_id).first()
-        if prior is not None:
-            if _scan_conflict(prior, device=device, raw_uid=raw_uid, read_at=read_at, counter=counter):
-                raise EventConflict(
-                    _("Read %(id)s was already delivered with different details.") % {"id": event_id},
-                    event_id=str(event_id),
-                )
-            return prior, True
-        record = ScanRecord(
-            event_id=event_id, device=device, raw_uid=raw_uid[:64], read_at=read_at, counter=counter,
-            mode=device.mode,
+        if prior is None:
+            raise
+        return _replay(prior, device=device, raw_uid=raw_uid, read_at=read_at, counter=counter), True
+
+
+def _replay(prior: ScanRecord, *, device, raw_uid, read_at, counter) -> ScanRecord:
+    if _scan_conflict(prior, device=device, raw_uid=raw_uid, read_at=read_at, counter=counter):
+        raise EventConflict(
+            _("Read %(id)s was already delivered with different details.") % {"id": prior.event_id},
+            event_id=str(prior.event_id),
         )
-        try:
-            with transaction.atomic():
-                _scan_meaning(record, device=device)
-        except DomainError as error:
-            record.outcome = ScanOutcome.UNKNOWN_TAG if isinstance(error, UnknownTag) else ScanOutcome.ERROR
-            record.code, record.message = error.code, error.message[:300]
-        record.save()
-        return record, False
+    return prior
 
 
-def _scan_meaning(record: ScanRecord, *, device: ReaderDevice) -> None:
-    """Fill `record` with what the read did; raise a DomainError to refuse it (nothing changes)."""
+def _scan_record_once(*, device, event_id, raw_uid, read_at, counter) -> tuple[ScanRecord, bool]:
+    record = ScanRecord(
+        event_id=event_id, device=device, raw_uid=raw_uid[:64], read_at=read_at, counter=counter,
+        mode=device.mode,
+    )
     try:
         record.uid = normalise_uid(record.raw_uid, fmt=device.uid_format)
     except UidError as exc:
-        raise InvalidRequest(_("Unreadable tag: %(reason)s") % {"reason": exc}) from exc
-    badge = Badge.objects.select_related("user").filter(uid=record.uid, is_active=True).first()
-    if badge is not None:
-        station_configure(device=device, borrower=badge.user, destination=device.destination,
+        unreadable = exc
+    else:
+        unreadable = None
+    # Outside the ledger lock, so stations do their look-ups side by side.
+    found = station_read_lookup(event_id=event_id, uid=record.uid)
+    if found.prior_scan_id is not None:
+        prior = ScanRecord.objects.get(pk=found.prior_scan_id)
+        return _replay(prior, device=device, raw_uid=raw_uid, read_at=read_at, counter=counter), True
+    ledger.vouch_new(event_id)
+    try:
+        if unreadable is not None:
+            raise InvalidRequest(_("Unreadable tag: %(reason)s") % {"reason": unreadable})
+        # Domain errors here are raised before anything is written, or inside a service's own
+        # savepoint, so the refused read is recorded alone.
+        _scan_meaning(record, device=device, found=found)
+    except DomainError as error:
+        record.outcome = ScanOutcome.UNKNOWN_TAG if isinstance(error, UnknownTag) else ScanOutcome.ERROR
+        record.code, record.message = error.code, error.message[:300]
+    record.save()
+    return record, False
+
+
+def _scan_meaning(record: ScanRecord, *, device: ReaderDevice, found: StationReadLookup) -> None:
+    """Fill `record` with what the read did; raise a DomainError to refuse it (nothing changes)."""
+    if found.badge_user_id is not None:
+        user = get_user_model().objects.get(pk=found.badge_user_id)
+        station_configure(device=device, borrower=user, destination=device.destination,
                           destination_holder=device.destination_holder)
         record.outcome, record.code = ScanOutcome.BADGE, "badge"
-        record.message = _("Borrower for the next check-outs: %(name)s") % {"name": _name(badge.user)}
+        record.message = _("Borrower for the next check-outs: %(name)s") % {"name": _name(user)}
         return
-    media = media_for_tag(record.uid)
-    record.media = media
+    if found.media_id is None:
+        raise UnknownTag(
+            _("Tag %(uid)s is not bound to any media. Bind it to a jacket or disc first.")
+            % {"uid": record.uid},
+            uid=record.uid,
+        )
     read = Read(record.uid, record.read_at, record.counter)
-    common = {"media": media, "actor": None, "device": device, "event_id": record.event_id, "read": read}
+    common = {"actor": None, "device": device, "event_id": record.event_id, "read": read}
     mode = device.mode
     if mode == ReaderMode.LOCATE:
-        media_seen(location=device.location, **common)
-        record.message = _("%(code)s seen at %(place)s") % {"code": media.code, "place": device.location.name}
-    elif mode == ReaderMode.CHECK_IN:
-        media.refresh_from_db()
+        # The hot path: media_seen reads the item under its row lock; its key is all it needs.
+        record.media = media_seen_within(
+            media=Media(pk=found.media_id), location=device.location, **common
+        )
+        record.message = _("%(code)s seen at %(place)s") % {
+            "code": record.media.code, "place": device.location.name,
+        }
+    else:
+        record.media = media = Media.objects.select_related("current_location").get(pk=found.media_id)
+        if not _other_mode(record, media=media, device=device, common=common):
+            return
+    record.outcome, record.code = ScanOutcome.OK, mode
+    record.event_seq = ledger.recorded(record.event_id).seq
+
+
+def _other_mode(record: ScanRecord, *, media: Media, device: ReaderDevice, common: dict) -> bool:
+    """A read at a check-in, check-out, transfer or inventory station; False when it changed
+    nothing (the record already says why)."""
+    mode = device.mode
+    if mode == ReaderMode.CHECK_IN:
         if media.status == MediaStatus.ON_SHELF:
             record.outcome, record.code = ScanOutcome.WARNING, "not_on_loan"
             record.message = _("%(code)s is already checked in (on the shelf at %(place)s).") % {
                 "code": media.code,
                 "place": media.current_location.name if media.current_location else "?",
             }
-            return
-        media_return(location=device.location, **common)
+            return False
+        media_return(media=media, location=device.location, **common)
         record.message = _("%(code)s checked in at %(place)s") % {"code": media.code, "place": device.location.name}
     elif mode == ReaderMode.CHECK_OUT:
         borrower = _station_borrower(device)
-        loan = media_check_out(borrower=borrower, destination=device.destination, **common)
+        loan = media_check_out(media=media, borrower=borrower, destination=device.destination, **common)
         record.message = _("%(code)s checked out to %(name)s, due %(due)s") % {
             "code": media.code,
             "name": _name(borrower),
@@ -164,14 +211,15 @@ def _scan_meaning(record: ScanRecord, *, device: ReaderDevice) -> None:
     elif mode == ReaderMode.TRANSFER:
         if device.destination is None and device.destination_holder is None:
             raise InvalidRequest(_("Choose where the items go on the station page first."))
-        media_transfer(to_location=device.destination, to_holder=device.destination_holder, **common)
+        media_transfer(
+            media=media, to_location=device.destination, to_holder=device.destination_holder, **common
+        )
         record.message = _("%(code)s transferred") % {"code": media.code}
     else:  # inventory: reads are recorded; the inventory session decides what they mean
         record.outcome, record.code = ScanOutcome.OK, "inventory_read"
         record.message = _("%(code)s read for inventory") % {"code": media.code}
-        return
-    record.outcome, record.code = ScanOutcome.OK, mode
-    record.event_seq = CustodyEvent.objects.only("seq").get(event_id=record.event_id).seq
+        return False
+    return True
 
 
 def _station_borrower(device: ReaderDevice) -> User:
