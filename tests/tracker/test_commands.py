@@ -13,6 +13,7 @@ from django.utils import timezone
 from tests.tracker.test_ledger import triggers_lifted
 from tracker import ledger, services
 from tracker.choices import MediaStatus
+from archive.models import RetentionRule
 from tracker.models import CustodyEvent, LedgerCheckpoint, Loan, Media
 
 
@@ -203,6 +204,10 @@ def test_seed_demo_twice_gives_the_same_ledger(db):
     run("seed_demo", "--media", "30")
     assert (CustodyEvent.objects.count(), head_hash(), Media.objects.count()) == (events, head, 30)
     assert Loan.objects.filter(returned_at__isnull=True).exists()
+    # Every demo item holds its patient's studies (linked through the ledger), and the example
+    # retention rules are there once, for the retention review to have something to apply.
+    assert not Media.objects.filter(studies__isnull=True).exists()
+    assert sorted(RetentionRule.objects.values_list("modality", "retain_years")) == [("", 8), ("MG", 10)]
     verified, _err = run("verify_ledger")
     assert f"Ledger intact: {events} events" in verified
     run("rebuild_projection", "--check")

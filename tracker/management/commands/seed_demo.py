@@ -13,7 +13,8 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from archive.models import Patient, Study
+from archive.models import Patient, RetentionRule, Study
+from archive.retention import example_rules
 from tracker import services
 from tracker.choices import LocationKind, MediaKind, MediaStatus, Role, StudySource
 from tracker.models import CustodyEvent, Location, Media
@@ -61,10 +62,24 @@ class Command(BaseCommand):
         patients = self.seed_patients(count=max(10, options["media"] // 3))
         media = self.seed_media(rng, options["media"], places, patients, users["staff"])
         self.seed_history(random.Random(1124), media, places, users)
+        self.seed_retention_rules()
         self.stdout.write(f"Demo data ready: {Media.objects.count()} media, {len(places)} locations.")
         self.stdout.write("Demo logins (username / password):")
         for username, password, role, *_names in DEMO_USERS:
             self.stdout.write(f"  {username:<9} {password:<18} {Role(role).label}")
+
+    def seed_retention_rules(self) -> None:
+        """The example rules from archive.retention, saved once (admins edit them afterwards)."""
+        for rule in example_rules():
+            RetentionRule.objects.get_or_create(
+                media_kind=rule.media_kind,
+                modality=rule.modality,
+                defaults={
+                    "name": rule.name, "retain_years": rule.retain_years,
+                    "minor_until_age": rule.minor_until_age, "keep_until_age": rule.keep_until_age,
+                    "note": rule.note,
+                },
+            )
 
     def seed_users(self) -> dict:
         User = get_user_model()
