@@ -33,6 +33,7 @@ import os
 import re
 import stat
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +54,7 @@ META_MAX_READ = 256 * 1024
 MAX_TRANSFER_SYNTAXES = 32
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
+DEFLATED_LE = "1.2.840.10008.1.2.1.99"
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 JPEG_SYNTAXES = (
     "1.2.840.10008.1.2.4.50",  # JPEG Baseline (Process 1)
@@ -325,9 +327,35 @@ def _unsafe_file_id(parts: list[str]) -> bool:
     )
 
 
+def _inflates_beyond(data: bytes, limit: int) -> bool:
+    """Whether a deflated DICOMDIR's dataset inflates to more than `limit` bytes, found out in
+    1 MiB steps: pydicom inflates the whole of it at once, and a tiny bomb can ask for gigabytes
+    (pdi_check also runs in the caller's process, where no memory limit protects it)."""
+    try:
+        fp = io.BytesIO(data)
+        read_preamble(fp, False)
+        meta = _read_file_meta_info(fp)
+        if str(meta.get("TransferSyntaxUID", "") or "").strip("\x00 ") != DEFLATED_LE:
+            return False
+        inflater, pending, total = zlib.decompressobj(-zlib.MAX_WBITS), data[fp.tell():], 0
+        while pending and not inflater.eof:
+            total += len(inflater.decompress(pending, 1024 * 1024))
+            if total > limit:
+                return True
+            pending = inflater.unconsumed_tail
+    except Exception:  # not readable as deflated: dcmread reports it as it is
+        return False
+    return False
+
+
 def _read_dicomdir(data: bytes) -> _Dicomdir:
     """Parse the DICOMDIR from memory and walk its record links with cycle detection."""
     result = _Dicomdir()
+    if _inflates_beyond(data, MAX_DICOMDIR_BYTES):
+        result.error = _(
+            "it is deflated and would inflate to more than %(mb)d MB; it was not read"
+        ) % {"mb": MAX_DICOMDIR_BYTES // (1024 * 1024)}
+        return result
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

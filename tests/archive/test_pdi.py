@@ -424,3 +424,28 @@ def test_the_command_prints_the_report_as_json(tmp_path):
     assert printed == pdi_check(root)
     assert check(printed, "file_id_extension")["paths"] == ["DICOM/S0001/i0001.dcm"]
     assert check(printed, "dicomdir_references_exist")["paths"] == ["DICOM/S0001/I0001"]
+
+
+@pytest.mark.timeout(60)
+def test_a_deflated_dicomdir_bomb_is_reported_without_inflating_it(tmp_path):
+    # pdi_check runs in the caller's process (manage.py pdi_check): a DICOMDIR of under a
+    # megabyte that inflates to 256 MiB must be refused, not inflated into memory.
+    import tracemalloc
+
+    root = good_disc(tmp_path / "disc", files=3)
+    (root / "DICOMDIR").unlink()
+    deflate_bomb_file(root, "BOMB", inflated_mb=256)
+    (root / "BOMB").rename(root / "DICOMDIR")
+    assert (root / "DICOMDIR").stat().st_size < 1024 * 1024
+    tracemalloc.start()
+    try:
+        report = pdi_check(root)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024 * 1024, f"inflated {peak / 2**20:.0f} MiB"
+    readable = check(report, "dicomdir_readable")
+    assert readable["ok"] is False
+    assert "inflate" in readable["message"]
+    assert report["conformant"] is False
+    json.dumps(report)
