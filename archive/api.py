@@ -23,6 +23,7 @@ from tracker.models import CustodyEvent, Media
 from tracker.permissions import EVERY_ROLE
 
 from . import selectors
+from . import services as archive_services
 from .models import DiscManifest, DiscVerification, ManifestEntry, Patient, Series, Study
 
 # --- output serializers ------------------------------------------------------------------------
@@ -404,7 +405,7 @@ class MediaStudiesLinkApi(RoleAPIView):
         media = media_or_404(code)
         data = self.StudiesLinkIn(data=request.data)
         data.is_valid(raise_exception=True)
-        services.media_studies_link(media=media, actor=request.user, **data.validated_data)
+        archive_services.media_link_known_studies(media=media, actor=request.user, **data.validated_data)
         return Response(MediaOut(_media_fresh(request, code)).data)
 
 

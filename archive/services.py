@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from django.conf import settings
 from django.db import transaction
@@ -22,9 +22,9 @@ from django.utils.translation import gettext as _
 from archive import indexer
 from archive.models import DiscManifest, DiscVerification, ManifestEntry, Patient, Series, Study
 from tracker import services as tracker_services
-from tracker.choices import DiscVerdict, MediaKind
+from tracker.choices import DiscVerdict, MediaKind, StudySource
 from tracker.exceptions import InvalidRequest
-from tracker.models import Location, Media
+from tracker.models import CustodyEvent, Location, Media
 
 Progress = Callable[[int, int, int, int], None]
 DISC_KINDS = (MediaKind.CD, MediaKind.DVD, MediaKind.USB, MediaKind.OTHER)
@@ -62,6 +62,39 @@ class ImportResult:
             "dicomdir_sha256": self.manifest.dicomdir_sha256,
             "seconds": round(self.seconds, 3),
         }
+
+
+def media_patient_check(media: Media, patient_ids: Iterable[str]) -> None:
+    """Refuse studies of another patient than the item's, or of several patients: an item holds
+    one patient's films. Call it with the item locked (select_for_update) when linking."""
+    patients = sorted(set(patient_ids))
+    if media.patient is not None and patients != [media.patient.patient_id]:
+        raise InvalidRequest(
+            _("%(code)s belongs to patient %(mine)s; these studies are of %(theirs)s. "
+              "Check the studies before linking.")
+            % {"code": media.code, "mine": media.patient.patient_id, "theirs": ", ".join(patients)}
+        )
+    if len(patients) > 1:
+        raise InvalidRequest(
+            _("These studies are of several patients (%(theirs)s); link one patient's "
+              "studies to %(code)s.")
+            % {"code": media.code, "theirs": ", ".join(patients)}
+        )
+
+
+def media_link_known_studies(
+    *, media: Media, studies: list[Study], actor, source: str = StudySource.MANUAL, note: str = "",
+    event_id=None,
+) -> CustodyEvent:
+    """Link an item to studies Filmroom already knows (typed in by UID), as one ledger event;
+    refused for another patient's studies, as a link from the PACS is."""
+    with transaction.atomic():
+        # The item's patient as stored now (an earlier link may have set it), held until commit.
+        media = Media.objects.select_for_update().select_related("patient").get(pk=media.pk)
+        media_patient_check(media, (study.patient.patient_id for study in studies))
+        return tracker_services.media_studies_link(
+            media=media, studies=studies, actor=actor, source=source, note=note, event_id=event_id,
+        )
 
 
 def _render(problems: list[dict]) -> list[dict]:

@@ -28,6 +28,7 @@ from tracker.exceptions import DomainError
 from tracker.permissions import EVERY_ROLE, READ_ALL_ROLES, STAFF_ROLES, has_role
 
 from . import pacs, selectors
+from . import services as archive_services
 from .models import Study
 
 ENTRIES_PER_PAGE = 200
@@ -346,7 +347,7 @@ def media_studies_link(request, code: str):
     if not form.is_valid():
         return _pacs_page(request, media, link_form=form, status=400)
     try:
-        services.media_studies_link(
+        archive_services.media_link_known_studies(
             media=media, studies=form.cleaned_data["uids"], actor=request.user,
             source=StudySource.MANUAL, note=form.cleaned_data["note"],
         )

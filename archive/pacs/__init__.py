@@ -27,6 +27,7 @@ from tracker.exceptions import DomainError, InvalidRequest
 from tracker.models import CustodyEvent, Media
 
 from ..models import Patient, Study
+from ..services import media_patient_check
 
 log = logging.getLogger(__name__)
 
@@ -436,23 +437,10 @@ def media_link_pacs_studies(
         raise InvalidRequest(
             _("Choose at least one study to link to %(code)s.") % {"code": media.code}
         )
-    patients = sorted({item.patient_id for item in found})
     with transaction.atomic():
         # The item's patient as stored now (an earlier link may have set it), held until commit.
         media = Media.objects.select_for_update().get(pk=media.pk)
-        if media.patient is not None and patients != [media.patient.patient_id]:
-            raise InvalidRequest(
-                _("%(code)s belongs to patient %(mine)s; these studies are of %(theirs)s. "
-                  "Check the search before linking.")
-                % {"code": media.code, "mine": media.patient.patient_id,
-                   "theirs": ", ".join(patients)}
-            )
-        if len(patients) > 1:
-            raise InvalidRequest(
-                _("These studies are of several patients (%(theirs)s); link one patient's "
-                  "studies to %(code)s.")
-                % {"code": media.code, "theirs": ", ".join(patients)}
-            )
+        media_patient_check(media, (item.patient_id for item in found))
         studies = studies_record(found)
         return services.media_studies_link(
             media=media, studies=studies, actor=actor, source=StudySource.PACS, note=note,

@@ -480,3 +480,31 @@ def test_it_refuses_a_retention_day_that_is_not_a_date(client_for, scene):
 
     assert response.status_code == 400
     assert_error_shape(response, "invalid")
+
+
+def test_it_refuses_to_link_another_patients_study_by_uid(client_for, scene):
+    # FJ-1 is P-100's jacket; OTHER_UID is P-200's study. The PACS path refuses this; so must
+    # linking by UID, or a jacket would list another patient's films.
+    events_before = CustodyEvent.objects.count()
+
+    response = client_for("staff").post(
+        "/api/v1/media/FJ-1/studies/link/", {"studies": [OTHER_UID]}, format="json"
+    )
+
+    assert response.status_code == 400
+    message = response.json()["error"]["message"]
+    assert "P-100" in message and "P-200" in message
+    assert CustodyEvent.objects.count() == events_before
+    assert OTHER_UID not in set(scene["jacket"].studies.values_list("study_instance_uid", flat=True))
+
+
+def test_it_refuses_to_link_studies_of_several_patients_to_an_item_without_one(client_for, scene, make_media):
+    make_media("FJ-BLANK")
+
+    response = client_for("staff").post(
+        "/api/v1/media/FJ-BLANK/studies/link/", {"studies": [FREE_UID, OTHER_UID]}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert "several patients" in response.json()["error"]["message"]
+

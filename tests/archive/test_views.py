@@ -407,3 +407,16 @@ def test_it_shows_the_pdi_report_that_pdi_check_writes_for_a_real_disc(page_for,
         assert f"<td>{profile}</td>" in page
     assert "TOOLONGNAME01" in page  # named where it breaks a rule
     assert "✘ failed" in page
+
+
+def test_it_refuses_to_link_another_patients_study_by_uid(page_for, scene):
+    # FJ-1 holds P-100's films; OTHER_UID is P-200's study.
+    from tests.archive.test_api import OTHER_UID
+
+    events_before = CustodyEvent.objects.count()
+
+    response = page_for("staff").post("/media/FJ-1/studies/link/", {"uids": OTHER_UID})
+
+    assert response.status_code == 400
+    assert "FJ-1 belongs to patient P-100; these studies are of P-200." in html(response)
+    assert CustodyEvent.objects.count() == events_before
