@@ -88,9 +88,24 @@ class StudyDetailOut(StudyOut):
         fields = StudyOut.Meta.fields + ["patient_name", "series"]
 
 
-class ManifestOut(serializers.ModelSerializer):
+class ActorHidden:
+    """Who imported or checked a disc is an actor of its custody chain: named only to those who
+    may read the chain (tracker.selectors.can_read_custody_chain), null for a clinician."""
+
+    actor_field = ""
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        if request is None or not tracker_selectors.can_read_custody_chain(request.user):
+            data[self.actor_field] = None
+        return data
+
+
+class ManifestOut(ActorHidden, serializers.ModelSerializer):
+    actor_field = "imported_by"
     media = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    imported_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    imported_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     problem_count = serializers.SerializerMethodField()
 
     class Meta:
@@ -126,9 +141,10 @@ class ManifestEntryOut(serializers.ModelSerializer):
         ]
 
 
-class VerificationOut(serializers.ModelSerializer):
+class VerificationOut(ActorHidden, serializers.ModelSerializer):
+    actor_field = "verified_by"
     media = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    verified_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    verified_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     missing = serializers.ListField(child=serializers.CharField(), read_only=True)
     changed = serializers.ListField(child=serializers.CharField(), read_only=True)
     extra = serializers.ListField(child=serializers.CharField(), read_only=True)

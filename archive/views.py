@@ -160,6 +160,7 @@ def manifest_detail(request, pk: int):
         "problems": problems,
         "pdi": pdi_summary(manifest.pdi_report),
         "checks": selectors.verification_list(user=request.user).filter(manifest=manifest)[:20],
+        "can_read_chain": tracker_selectors.can_read_custody_chain(request.user),
     })
 
 
@@ -167,7 +168,9 @@ def manifest_detail(request, pk: int):
 def verification_detail(request, pk: int):
     _require(request, EVERY_ROLE)
     check = get_object_or_404(selectors.verification_list(user=request.user), pk=pk)
-    return render(request, "archive/verification_detail.html", {"check": check})
+    return render(request, "archive/verification_detail.html", {
+        "check": check, "can_read_chain": tracker_selectors.can_read_custody_chain(request.user),
+    })
 
 
 # --- linking an item to studies (file-room staff) ---------------------------------------------

@@ -508,3 +508,21 @@ def test_it_refuses_to_link_studies_of_several_patients_to_an_item_without_one(c
     assert response.status_code == 400
     assert "several patients" in response.json()["error"]["message"]
 
+
+
+@pytest.mark.parametrize("role, sees_who", [("doctor", False), ("staff", True), ("auditor", True), ("admin", True)])
+def test_it_names_who_imported_and_checked_a_disc_only_to_those_who_may_read_the_custody_chain(
+    client_for, scene, role, sees_who
+):
+    client = client_for(role)
+    manifests = [
+        client.get(f"/api/v1/manifests/{scene['manifest'].pk}/").json(),
+        *client.get("/api/v1/manifests/").json()["results"],
+    ]
+    checks = [
+        client.get(f"/api/v1/verifications/{scene['check'].pk}/").json(),
+        *client.get("/api/v1/verifications/").json()["results"],
+    ]
+
+    assert {m["imported_by"] for m in manifests} == ({"staff"} if sees_who else {None})
+    assert {c["verified_by"] for c in checks} == ({"staff"} if sees_who else {None})

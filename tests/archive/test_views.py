@@ -420,3 +420,13 @@ def test_it_refuses_to_link_another_patients_study_by_uid(page_for, scene):
     assert response.status_code == 400
     assert "FJ-1 belongs to patient P-100; these studies are of P-200." in html(response)
     assert CustodyEvent.objects.count() == events_before
+
+
+@pytest.mark.parametrize("role, sees_who", [("doctor", False), ("auditor", True), ("staff", True)])
+def test_it_names_who_imported_and_checked_a_disc_only_to_those_who_may_read_the_custody_chain(
+    page_for, scene, role, sees_who
+):
+    # A clinician sees where an item is, not who handled it (tracker hides the custody chain).
+    for path in (f"/manifests/{scene['manifest'].pk}/", f"/verifications/{scene['check'].pk}/"):
+        page = html(page_for(role).get(path))
+        assert (" · Staff" in page) is sees_who, path
