@@ -326,7 +326,7 @@ def test_it_shows_a_manifest_with_its_problems_and_pdi_report(client_for, scene)
 
     assert body["problems"] == [{"path": "README.BAD", "reason": "not DICOM"}]
     assert body["pdi_report"]["conformant"] is False
-    assert body["imported_by"] == "staff"
+    assert body["imported_by"] is None  # who imported is custody chain, not for a clinician
     assert body["dicomdir_sha256"] == "ab" * 32
 
 
