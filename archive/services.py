@@ -328,6 +328,8 @@ def disc_hashes(root: Path, *, workers: int = 2, progress: Progress | None = Non
     hashes.unreadable.extend(p["path"] for p in walk.problems)
     files = []
     for item in walk.items:
+        if len(item.path) > indexer.PATH_LIMIT:
+            continue  # the import left it out of the manifest (and said so): not "extra" now
         if item.kind == "symlink":
             hashes.found[item.path] = (0, indexer.link_digest(os.readlink(Path(root) / item.os_path)))
         elif item.kind == "special":

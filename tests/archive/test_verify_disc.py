@@ -103,3 +103,22 @@ def test_usage_errors_exit_2(lent_disc, tmp_path, make_media):
             call_command("verify_disc", *arguments, "--user", "staff")
         assert caught.value.returncode == 2
     assert not DiscVerification.objects.exists()
+
+
+def test_a_file_the_import_could_not_record_is_not_called_extra_on_return(tmp_path, cast, make_media, capsys):
+    # The import leaves out (and reports) a path longer than the manifest holds; the same
+    # untouched disc must still verify identical, not "altered: 1 extra file".
+    from archive.indexer import PATH_LIMIT
+
+    spec = discs.ct_disc(tmp_path / "disc", files=4, series=1)
+    deep = spec.root / "/".join(["D" * 100] * (PATH_LIMIT // 100 + 1))
+    deep.mkdir(parents=True)
+    (deep / "NOTE.TXT").write_text("kept by the burning software")
+    media = make_media("CD-LENT", kind=MediaKind.CD)
+    result = disc_import(root=spec.root, media=media, actor=cast["staff"])
+    assert any(p["path"].startswith("D" * 100) for p in result.problems)
+
+    code, report = verify(spec, capsys)
+
+    assert (report["missing"], report["changed"], report["extra"]) == ([], [], [])
+    assert code == 0 and report["verdict"] == DiscVerdict.IDENTICAL
