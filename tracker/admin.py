@@ -5,13 +5,18 @@ from rest_framework_api_key.admin import APIKeyModelAdmin
 from .models import (
     Badge,
     CustodyEvent,
+    Flag,
+    InventoryRead,
+    InventorySession,
     LedgerCheckpoint,
     Loan,
     LoanPolicy,
+    LoanRequest,
     Location,
     Media,
     ReaderDevice,
     ReaderKey,
+    Reminder,
     ScanRecord,
     Tag,
     TagBinding,
@@ -47,7 +52,9 @@ class ReaderDeviceAdmin(admin.ModelAdmin):
 
 @admin.register(LoanPolicy)
 class LoanPolicyAdmin(admin.ModelAdmin):
-    list_display = ["name", "media_kind", "destination_kind", "loan_days", "max_renewals"]
+    list_display = [
+        "name", "media_kind", "destination_kind", "borrower_role", "loan_days", "max_renewals"
+    ]
 
 
 @admin.register(Media)
@@ -118,3 +125,30 @@ class BadgeAdmin(admin.ModelAdmin):
 class ScanRecordAdmin(ReadOnlyAdmin):
     list_display = ["received_at", "device", "uid", "mode", "outcome", "message"]
     list_filter = ["outcome", "mode", "device"]
+
+
+@admin.register(LoanRequest)
+class LoanRequestAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "requester", "media", "patient", "status", "needed_from", "needed_until"]
+    list_filter = ["status"]
+
+
+@admin.register(Flag)
+class FlagAdmin(ReadOnlyAdmin):
+    list_display = ["media", "kind", "raised_at", "cleared_at"]
+    list_filter = ["kind"]
+
+
+@admin.register(Reminder)
+class ReminderAdmin(ReadOnlyAdmin):
+    list_display = ["loan", "sent_at", "sent_to", "sent_by"]
+
+
+@admin.register(InventorySession)
+class InventorySessionAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "scope", "status", "started_at", "closed_at"]
+
+
+@admin.register(InventoryRead)
+class InventoryReadAdmin(ReadOnlyAdmin):
+    list_display = ["session", "uid", "read_at"]

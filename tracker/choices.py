@@ -57,6 +57,18 @@ class EventKind(models.TextChoices):
     DISC_VERIFIED = "disc_verified", _("Disc verified")
     STUDIES_LINKED = "studies_linked", _("Studies linked")
     STUDIES_UNLINKED = "studies_unlinked", _("Studies unlinked")
+    LOAN_RENEWED = "loan_renewed", _("Loan renewed")
+    REQUEST_MADE = "request_made", _("Loan requested")
+    REQUEST_APPROVED = "request_approved", _("Request approved")
+    REQUEST_DENIED = "request_denied", _("Request denied")
+    REQUEST_READY = "request_ready", _("Request ready for pick-up")
+    REQUEST_CANCELLED = "request_cancelled", _("Request cancelled")
+    REQUEST_EXPIRED = "request_expired", _("Request expired")
+    FLAG_RAISED = "flag_raised", _("Flag raised")
+    FLAG_CLEARED = "flag_cleared", _("Flag cleared")
+    REMINDER_SENT = "reminder_sent", _("Reminder sent")
+    INVENTORY_STARTED = "inventory_started", _("Inventory started")
+    INVENTORY_CLOSED = "inventory_closed", _("Inventory closed")
 
 
 class StudySource(models.TextChoices):
@@ -101,3 +113,30 @@ class ScanOutcome(models.TextChoices):
     ERROR = "error", _("Refused")
     UNKNOWN_TAG = "unknown_tag", _("Unknown tag")
     BADGE = "badge", _("Badge")
+
+
+class RequestStatus(models.TextChoices):
+    """Where a clinician's loan request stands; projected from request_* ledger events."""
+
+    PENDING = "pending", _("Waiting for the file room")
+    APPROVED = "approved", _("Approved (queued)")
+    READY = "ready", _("Ready for pick-up")
+    FULFILLED = "fulfilled", _("Lent")
+    DENIED = "denied", _("Denied")
+    CANCELLED = "cancelled", _("Cancelled")
+    EXPIRED = "expired", _("Expired")
+
+
+class FlagKind(models.TextChoices):
+    """What the sweep or an inventory found wrong with an item."""
+
+    OVERDUE = "overdue", _("Overdue")
+    IN_TRANSIT = "in_transit", _("In transit too long")
+    NOT_SEEN = "not_seen", _("Not seen where it should be")
+    INVENTORY_MISSING = "inventory_missing", _("Not found by an inventory")
+
+
+class InventoryStatus(models.TextChoices):
+    OPEN = "open", _("Open: reading tags")
+    CLOSED = "closed", _("Closed")
+    CANCELLED = "cancelled", _("Cancelled")

@@ -12,10 +12,14 @@ from rest_framework_api_key.models import AbstractAPIKey
 
 from .choices import (
     EventKind,
+    FlagKind,
+    InventoryStatus,
     LocationKind,
     MediaKind,
     MediaStatus,
     ReaderMode,
+    RequestStatus,
+    Role,
     ScanOutcome,
     TagTechnology,
     UidFormat,
@@ -90,6 +94,15 @@ class ReaderDevice(models.Model):
         blank=True,
         related_name="+",
         verbose_name=_("person for transfers"),
+    )
+    # In inventory mode, the open inventory this station's reads go to.
+    inventory = models.ForeignKey(
+        "InventorySession",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="stations",
+        verbose_name=_("inventory"),
     )
 
     class Meta:
@@ -241,6 +254,10 @@ class LoanPolicy(models.Model):
     destination_kind = models.CharField(
         _("destination kind"), max_length=16, choices=LocationKind.choices, blank=True
     )
+    # The borrower's role (a Django group, e.g. clinician); blank: anyone.
+    borrower_role = models.CharField(
+        _("borrower role"), max_length=16, choices=Role.choices, blank=True
+    )
     loan_days = models.PositiveIntegerField(_("loan days"))
     max_renewals = models.PositiveIntegerField(_("renewals allowed"), default=1)
 
@@ -268,6 +285,7 @@ class Loan(models.Model):
     returned_at = models.DateTimeField(_("returned"), null=True, blank=True)
     out_seq = models.BigIntegerField(_("checked out by event"))
     returned_seq = models.BigIntegerField(_("closed by event"), null=True, blank=True)
+    renewals = models.PositiveIntegerField(_("renewals"), default=0)
 
     class Meta:
         ordering = ["-out_at"]
@@ -432,3 +450,162 @@ class LedgerCheckpoint(AppendOnlyModel):
 
     def __str__(self) -> str:
         return f"checkpoint @ {self.size}"
+
+
+class LoanRequest(models.Model):
+    """A clinician's request to borrow media for dates: for a patient's media, a study or one
+    item. Requests for one item queue in the order they were made. Projected from the ledger."""
+
+    requester = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="loan_requests",
+        verbose_name=_("requested by"),
+    )
+    patient = models.ForeignKey(
+        "archive.Patient", on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        verbose_name=_("patient"),
+    )
+    study = models.ForeignKey(
+        "archive.Study", on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        verbose_name=_("study"),
+    )
+    # The item asked for, or the one the file room assigned to the request.
+    media = models.ForeignKey(
+        Media, on_delete=models.PROTECT, null=True, blank=True, related_name="requests",
+        verbose_name=_("media"),
+    )
+    needed_from = models.DateField(_("needed from"))
+    needed_until = models.DateField(_("needed until"))
+    purpose = models.CharField(_("purpose"), max_length=200)
+    destination = models.ForeignKey(
+        Location, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        verbose_name=_("destination"),
+    )
+    status = models.CharField(
+        _("status"), max_length=16, choices=RequestStatus.choices, default=RequestStatus.PENDING
+    )
+    created_at = models.DateTimeField(_("requested"))
+    created_seq = models.BigIntegerField(_("requested by event"))
+    expires_at = models.DateTimeField(_("expires"), null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        verbose_name=_("decided by"),
+    )
+    decided_at = models.DateTimeField(_("decided"), null=True, blank=True)
+    reason = models.CharField(_("reason"), max_length=300, blank=True)
+    loan = models.ForeignKey(
+        Loan, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("loan")
+    )
+
+    class Meta:
+        ordering = ["created_seq"]
+        indexes = [models.Index(fields=["media", "status", "created_seq"])]
+        verbose_name = _("loan request")
+        verbose_name_plural = _("loan requests")
+
+    def __str__(self) -> str:
+        return f"request {self.pk} ({self.status})"
+
+
+class Flag(models.Model):
+    """Something about an item staff must look at (overdue, in transit too long, not seen, not
+    found by an inventory). Raised and cleared by ledger events; one open flag per item and kind."""
+
+    media = models.ForeignKey(Media, on_delete=models.PROTECT, related_name="flags")
+    kind = models.CharField(_("kind"), max_length=24, choices=FlagKind.choices)
+    loan = models.ForeignKey(Loan, on_delete=models.PROTECT, null=True, blank=True, related_name="flags")
+    raised_at = models.DateTimeField(_("raised"))
+    raised_seq = models.BigIntegerField(_("raised by event"))
+    cleared_at = models.DateTimeField(_("cleared"), null=True, blank=True)
+    cleared_seq = models.BigIntegerField(_("cleared by event"), null=True, blank=True)
+    details = models.JSONField(_("details"), default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-raised_seq"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["media", "kind"], condition=Q(cleared_at__isnull=True), name="one_open_flag_per_kind"
+            )
+        ]
+        indexes = [models.Index(fields=["kind", "cleared_at"])]
+        verbose_name = _("flag")
+        verbose_name_plural = _("flags")
+
+    def __str__(self) -> str:
+        return f"{self.kind} on {self.media_id}"
+
+
+class Reminder(models.Model):
+    """A reminder sent to a borrower about a loan (by the sweep, or by staff); the ledger holds
+    the event."""
+
+    loan = models.ForeignKey(Loan, on_delete=models.PROTECT, related_name="reminders")
+    sent_at = models.DateTimeField(_("sent"))
+    sent_to = models.CharField(_("sent to"), max_length=254)
+    sent_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        verbose_name=_("sent by"),
+    )
+    seq = models.BigIntegerField(_("ledger event"))
+
+    class Meta:
+        ordering = ["-sent_at"]
+        verbose_name = _("reminder")
+        verbose_name_plural = _("reminders")
+
+    def __str__(self) -> str:
+        return f"reminder for loan {self.loan_id}"
+
+
+class InventorySession(models.Model):
+    """A shelf, room or the whole file room read tag by tag; closing it appends what was found
+    missing, misplaced or unknown. Only items whose home lies within `scope` are expected."""
+
+    scope = models.ForeignKey(
+        Location, on_delete=models.PROTECT, related_name="inventories", verbose_name=_("scope")
+    )
+    status = models.CharField(
+        _("status"), max_length=16, choices=InventoryStatus.choices, default=InventoryStatus.OPEN
+    )
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("started by")
+    )
+    started_at = models.DateTimeField(_("started"))
+    started_seq = models.BigIntegerField(_("started by event"))
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        verbose_name=_("closed by"),
+    )
+    closed_at = models.DateTimeField(_("closed"), null=True, blank=True)
+    closed_seq = models.BigIntegerField(_("closed by event"), null=True, blank=True)
+    result = models.JSONField(_("result"), default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-started_seq"]
+        verbose_name = _("inventory")
+        verbose_name_plural = _("inventories")
+
+    def __str__(self) -> str:
+        return f"inventory {self.pk} of {self.scope_id}"
+
+
+class InventoryRead(models.Model):
+    """One tag read during an inventory (the same tag read again is the same row)."""
+
+    session = models.ForeignKey(InventorySession, on_delete=models.PROTECT, related_name="reads")
+    uid = models.CharField(_("UID"), max_length=20)
+    device = models.ForeignKey(
+        ReaderDevice, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    read_at = models.DateTimeField(_("read at"))
+    received_at = models.DateTimeField(_("received"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["session", "read_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["session", "uid"], name="one_read_per_tag_per_inventory")
+        ]
+        verbose_name = _("inventory read")
+        verbose_name_plural = _("inventory reads")
+
+    def __str__(self) -> str:
+        return f"{self.session_id}:{self.uid}"

@@ -1,6 +1,12 @@
 from django.urls import path
 
 from . import api, views
+from .api import flags as flags_api
+from .api import inventory as inventory_api
+from .api import loan_requests as loan_requests_api
+from .views import flags as flags_views
+from .views import inventory as inventory_views
+from .views import loan_requests as loan_requests_views
 
 api_urlpatterns = [
     path("media/", api.MediaListApi.as_view(), name="api-media-list"),
@@ -19,6 +25,9 @@ api_urlpatterns = [
     path("transfers/", api.TransferListApi.as_view(), name="api-transfer-list"),
     path("ledger/verify/", api.LedgerVerifyApi.as_view(), name="api-ledger-verify"),
     path("scans/", api.ScanIngestApi.as_view(), name="api-scans"),
+    *loan_requests_api.urlpatterns,
+    *flags_api.urlpatterns,
+    *inventory_api.urlpatterns,
 ]
 
 urlpatterns = [
@@ -31,4 +40,7 @@ urlpatterns = [
     path("station/<str:name>/undo/", views.station_undo, name="station-undo"),
     path("station/<str:name>/events/", views.station_events, name="station-events"),
     path("station/<str:name>/bind/", views.station_bind, name="station-bind"),
+    *loan_requests_views.urlpatterns,
+    *flags_views.urlpatterns,
+    *inventory_views.urlpatterns,
 ]

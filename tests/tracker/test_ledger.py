@@ -42,6 +42,14 @@ from tracker.models import (
 pytestmark = pytest.mark.django_db
 
 BUSY_LEDGER_SIZE = 500
+# Event kinds declared for the Loans issue whose services are still being written; each leaves
+# this set (and joins build_busy_ledger below) in the commit that adds its service.
+NO_SERVICE_YET = {
+    EventKind.LOAN_RENEWED, EventKind.REQUEST_MADE, EventKind.REQUEST_APPROVED,
+    EventKind.REQUEST_DENIED, EventKind.REQUEST_READY, EventKind.REQUEST_CANCELLED,
+    EventKind.REQUEST_EXPIRED, EventKind.FLAG_RAISED, EventKind.FLAG_CLEARED,
+    EventKind.REMINDER_SENT, EventKind.INVENTORY_STARTED, EventKind.INVENTORY_CLOSED,
+}
 TAMPERING_TRIALS = 1000
 
 
@@ -280,7 +288,7 @@ def test_it_hashes_the_device_time_the_received_time_and_the_device_counter(
 def test_the_busy_ledger_is_intact_before_anyone_tampers_with_it(busy_rows):
     assert [row["seq"] for row in busy_rows] == list(range(1, BUSY_LEDGER_SIZE + 1))
     kinds = {row["kind"] for row in busy_rows}
-    assert kinds == set(EventKind.values), "the busy ledger should hold every kind of event"
+    assert kinds == set(EventKind.values) - NO_SERVICE_YET, "the busy ledger should hold every kind of event"
     result = ledger.verify_rows(busy_rows)
     assert result.ok, result.reason
     assert result.events == BUSY_LEDGER_SIZE

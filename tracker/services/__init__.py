@@ -2,9 +2,12 @@
 one ledger event and applies it to the projection. They raise tracker.exceptions errors.
 
 custody.py: media, tags, loans and moves; stations.py: reads at reader stations, undo, SUN tags;
-catalogue.py: which studies an item holds, disc imports and disc checks.
+catalogue.py: which studies an item holds, disc imports and disc checks;
+loan_requests.py: requests, holds and renewals; flags.py: the sweep and reminders;
+inventory.py: shelf inventories. Each of the last three lists its services in __all__.
 """
 from ..exceptions import Conflict
+from . import flags, inventory, loan_requests
 from .catalogue import (
     media_disc_imported,
     media_disc_verified,
@@ -35,6 +38,10 @@ from .stations import (
     tag_verify_sun,
 )
 
+from .flags import *  # noqa: E402,F401,F403
+from .inventory import *  # noqa: E402,F401,F403
+from .loan_requests import *  # noqa: E402,F401,F403
+
 __all__ = [
     "BORROWER_CHOICE_SECONDS",
     "Conflict",
@@ -61,3 +68,4 @@ __all__ = [
     "tag_unbind",
     "tag_verify_sun",
 ]
+__all__ += flags.__all__ + inventory.__all__ + loan_requests.__all__

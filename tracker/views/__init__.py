@@ -16,11 +16,11 @@ from django.utils.translation import gettext as _
 from django.views import defaults
 from django.views.decorators.http import require_POST
 
-from . import api, selectors, services
-from .choices import ReaderMode, Role, ScanOutcome
-from .exceptions import DomainError, error_body
-from .models import Location, Media, ReaderDevice, ScanRecord
-from .permissions import STAFF_ROLES, has_role, roles_of
+from .. import api, selectors, services
+from ..choices import ReaderMode, Role, ScanOutcome
+from ..exceptions import DomainError, error_body
+from ..models import Location, Media, ReaderDevice, ScanRecord
+from ..permissions import STAFF_ROLES, has_role, roles_of
 
 API_PREFIX = "/api/"
 

@@ -1,6 +1,11 @@
 """Apply one custody event to the projection rows (Media status/place/holder, Loan, TagBinding,
-Transfer). Services call `apply()` right after `ledger.append()`; `rebuild()` replays the whole
-ledger through the same function, so the two can never disagree about what an event means."""
+Transfer, study links, and through the modules of this package requests, flags and
+inventories). Services call `apply()` right after `ledger.append()`; `rebuild()` replays the
+whole ledger through the same function, so the two can never disagree about what an event means.
+
+Each module of the package (loan_requests.py, flags.py, inventory.py) gives its `HANDLERS`
+(event kind → function of the event), `snapshot()` (what its rows claim, as sets that compare
+equal across a rebuild) and `reset()` (empties its rows before a rebuild)."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -10,8 +15,8 @@ from django.utils.dateparse import parse_datetime
 
 from archive.models import Patient, Study
 
-from .choices import EventKind, LocationKind, MediaStatus
-from .models import CustodyEvent, Loan, Location, Media, Tag, TagBinding, Transfer
+from ..choices import EventKind, LocationKind, MediaStatus
+from ..models import CustodyEvent, Loan, Location, Media, Tag, TagBinding, Transfer
 
 
 def status_after_move(location: Location | None, has_open_loan: bool) -> str:
@@ -184,7 +189,7 @@ _HANDLERS = {
 
 def snapshot() -> dict:
     """Everything the projection claims, in a form that compares equal across a rebuild."""
-    return {
+    claims = {
         "media": {
             row[0]: row[1:]
             for row in Media.objects.values_list(
@@ -194,7 +199,7 @@ def snapshot() -> dict:
         "loans": set(
             Loan.objects.values_list(
                 "media_id", "borrower_id", "destination_id", "out_at", "due_at", "returned_at",
-                "out_seq", "returned_seq",
+                "out_seq", "returned_seq", "renewals",
             )
         ),
         "bindings": set(
@@ -212,6 +217,9 @@ def snapshot() -> dict:
             )
         ),
     }
+    for part in _PARTS:
+        claims.update(part.snapshot())
+    return claims
 
 
 def differences(before: dict, after: dict, limit: int = 20) -> list[str]:
@@ -222,7 +230,7 @@ def differences(before: dict, after: dict, limit: int = 20) -> list[str]:
                 f"media {media_id}: stored {before['media'].get(media_id)} "
                 f"but the ledger gives {after['media'].get(media_id)}"
             )
-    for name in ("loans", "bindings", "studies", "transfers"):
+    for name in sorted(set(before) - {"media"}):
         for row in sorted(before[name] - after[name], key=str):
             found.append(f"{name}: {row} is stored but not in the ledger")
         for row in sorted(after[name] - before[name], key=str):
@@ -235,6 +243,8 @@ def rebuild(*, check_only: bool) -> list[str]:
     With check_only the replay is rolled back and nothing changes."""
     with transaction.atomic():
         before = snapshot()
+        for part in reversed(_PARTS):  # their rows refer to loans: they go first
+            part.reset()
         Loan.objects.all().delete()
         TagBinding.objects.all().delete()
         Transfer.objects.all().delete()
@@ -248,3 +258,11 @@ def rebuild(*, check_only: bool) -> list[str]:
         if check_only:
             transaction.set_rollback(True)
     return found
+
+
+# The other projections; imported last, since they may use the helpers above.
+from . import flags, inventory, loan_requests  # noqa: E402
+
+_PARTS = (loan_requests, flags, inventory)
+for _part in _PARTS:
+    _HANDLERS.update(_part.HANDLERS)

@@ -1,0 +1,5 @@
+"""Pages: shelf inventories."""
+from __future__ import annotations
+
+# Mounted at the site root by tracker/urls.py.
+urlpatterns: list = []
