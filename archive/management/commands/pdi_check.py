@@ -11,7 +11,7 @@ MARKS = {True: "ok  ", False: "FAIL", None: "--  "}
 
 
 class Command(BaseCommand):
-    help = (
+    help = _(
         "Report how far a disc (a mounted CD/DVD/USB or a folder copied from one) follows IHE PDI "
         "and DICOM PS3.10-12: DICOMDIR, file names, transfer syntaxes per profile, README.TXT and "
         "INDEX.HTM. It only reads the disc. Exit 0 when it meets a general-purpose profile, "
@@ -21,10 +21,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "path", metavar="PATH", help="Folder where the disc is mounted or copied."
+            "path", metavar="PATH", help=_("Folder where the disc is mounted or copied.")
         )
         parser.add_argument(
-            "--json", action="store_true", help="Print the report as one JSON object."
+            "--json", action="store_true", help=_("Print the report as one JSON object.")
         )
 
     def handle(self, *args, path, **options):
