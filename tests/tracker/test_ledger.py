@@ -24,12 +24,13 @@ from django.utils import timezone
 
 from tracker import ledger, services
 from archive.models import Patient, Study
-from tracker.choices import DiscVerdict, EventKind, LocationKind, MediaKind, MediaStatus, StudySource
+from tracker.choices import DiscVerdict, EventKind, FlagKind, LocationKind, MediaKind, MediaStatus, StudySource
 from tracker.exceptions import EventConflict
 from tracker.ledger import EventRequest, Read
 from tracker.models import (
     AppendOnlyError,
     CustodyEvent,
+    Flag,
     LedgerCheckpoint,
     Location,
     Media,
@@ -47,7 +48,7 @@ BUSY_LEDGER_SIZE = 500
 NO_SERVICE_YET = {
     EventKind.LOAN_RENEWED, EventKind.REQUEST_MADE, EventKind.REQUEST_APPROVED,
     EventKind.REQUEST_DENIED, EventKind.REQUEST_READY, EventKind.REQUEST_CANCELLED,
-    EventKind.REQUEST_EXPIRED, EventKind.FLAG_RAISED, EventKind.FLAG_CLEARED,
+    EventKind.REQUEST_EXPIRED,
     EventKind.REMINDER_SENT, EventKind.INVENTORY_STARTED, EventKind.INVENTORY_CLOSED,
 }
 TAMPERING_TRIALS = 1000
@@ -191,6 +192,13 @@ def build_busy_ledger(size: int) -> None:
         roll = rng.random()
         if roll < 0.04:
             rng.choice(catalogue)(item)
+            continue
+        if roll < 0.06:  # flags: an open one (of any item) is cleared, else one is raised
+            flag = Flag.objects.filter(cleared_at__isnull=True).first()
+            if flag is not None:
+                services.flag_clear(flag=flag, actor=staff, reason="turned up")
+            else:
+                services.flag_raise(media=item, kind=rng.choice(FlagKind.values), details={"n": 1})
             continue
         if item.status == MediaStatus.RETIRED:
             continue
