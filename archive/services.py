@@ -90,7 +90,8 @@ def media_link_known_studies(
     refused for another patient's studies, as a link from the PACS is."""
     with transaction.atomic():
         # The item's patient as stored now (an earlier link may have set it), held until commit.
-        media = Media.objects.select_for_update().select_related("patient").get(pk=media.pk)
+        # No select_related: PostgreSQL refuses FOR UPDATE across the nullable patient join.
+        media = Media.objects.select_for_update().get(pk=media.pk)
         media_patient_check(media, (study.patient.patient_id for study in studies))
         return tracker_services.media_studies_link(
             media=media, studies=studies, actor=actor, source=source, note=note, event_id=event_id,
