@@ -32,6 +32,7 @@ from tracker.models import (
     CustodyEvent,
     Flag,
     LedgerCheckpoint,
+    Loan,
     Location,
     Media,
     ReaderDevice,
@@ -49,7 +50,7 @@ NO_SERVICE_YET = {
     EventKind.LOAN_RENEWED, EventKind.REQUEST_MADE, EventKind.REQUEST_APPROVED,
     EventKind.REQUEST_DENIED, EventKind.REQUEST_READY, EventKind.REQUEST_CANCELLED,
     EventKind.REQUEST_EXPIRED,
-    EventKind.REMINDER_SENT, EventKind.INVENTORY_STARTED, EventKind.INVENTORY_CLOSED,
+    EventKind.INVENTORY_STARTED, EventKind.INVENTORY_CLOSED,
 }
 TAMPERING_TRIALS = 1000
 
@@ -136,7 +137,10 @@ def build_busy_ledger(size: int) -> None:
     User = get_user_model()
     staff = User.objects.create_user(username="ledger-staff", password="x")
     doctors = [
-        User.objects.create_user(username=f"ledger-doctor{n}", password="x") for n in range(3)
+        User.objects.create_user(
+            username=f"ledger-doctor{n}", password="x", email=f"doctor{n}@hospital.example"
+        )
+        for n in range(3)
     ]
     room = Location.objects.create(code="L-FR", name="File room", kind=LocationKind.ROOM)
     shelves = [
@@ -203,7 +207,10 @@ def build_busy_ledger(size: int) -> None:
         if item.status == MediaStatus.RETIRED:
             continue
         if item.status == MediaStatus.ON_LOAN:
-            if roll < 0.4:
+            if roll < 0.1:
+                loan = Loan.objects.get(media=item, returned_at__isnull=True)
+                services.loan_remind(loan=loan, actor=staff)
+            elif roll < 0.4:
                 services.media_return(media=item, actor=staff, device=reader, read=read(uid))
             elif roll < 0.6:
                 services.media_transfer(media=item, to_holder=rng.choice(doctors), actor=staff)
