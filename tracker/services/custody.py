@@ -31,7 +31,6 @@ from ..ledger import EventRequest, Read
 from ..models import (
     CustodyEvent,
     Loan,
-    LoanPolicy,
     Location,
     Media,
     ReaderDevice,
@@ -90,15 +89,14 @@ def _name(user) -> str:
     return user.get_full_name() or user.get_username()
 
 
-def loan_due_at(*, media: Media, destination: Location | None, start: datetime) -> datetime:
-    """Due date from the most specific loan policy for this kind of item and destination."""
-    policies = LoanPolicy.objects.filter(media_kind__in=[media.kind, ""])
-    policies = policies.filter(destination_kind__in=[destination.kind if destination else "", ""])
-    best = max(
-        policies,
-        key=lambda p: (bool(p.media_kind) + bool(p.destination_kind), p.pk),
-        default=None,
-    )
+def loan_due_at(
+    *, media: Media, destination: Location | None, start: datetime, borrower: User | None = None
+) -> datetime:
+    """Due date from the most specific loan policy for this kind of item, destination and
+    borrower's role (loan_requests.loan_policy_for names the order in which rules win)."""
+    from .loan_requests import loan_policy_for  # it imports this module
+
+    best = loan_policy_for(media=media, destination=destination, borrower=borrower)
     days = best.loan_days if best else settings.DEFAULT_LOAN_DAYS
     return start + timedelta(days=days)
 
@@ -258,10 +256,15 @@ def media_check_out(
     event_id=None,
     read: Read | None = None,
     undo_of: int | None = None,
+    request=None,
+    queue_override: str = "",
 ) -> Loan:
     """Lend an item to a borrower until `due_at` (default: the loan policy).
-    `undo_of` names the event this one compensates (station undo)."""
-    request = EventRequest(
+    `undo_of` names the event this one compensates (station undo). The item's request queue is
+    honoured (loan_requests.check_out_claims): `request` names the request this lends it for
+    (else the borrower's own request at the head of the queue is), and `queue_override` is
+    staff's reason for lending past someone else's queued request."""
+    loan_request, request = request, EventRequest(
         EventKind.CHECKED_OUT,
         media=media,
         actor=actor,
@@ -289,8 +292,17 @@ def media_check_out(
             media=media.code,
             borrower=loan.borrower.get_username(),
         )
-    due_at = due_at or loan_due_at(media=media, destination=destination, start=timezone.now())
-    payload = _with_undo({"due_at": ledger.format_time(due_at)}, undo_of)
+    claims = {}
+    if undo_of is None:  # an undone return puts the item back with its borrower, queue or not
+        from .loan_requests import check_out_claims  # it imports this module
+
+        claims = check_out_claims(
+            media=media, borrower=borrower, request=loan_request, queue_override=queue_override
+        )
+    due_at = due_at or loan_due_at(
+        media=media, destination=destination, start=timezone.now(), borrower=borrower
+    )
+    payload = _with_undo({"due_at": ledger.format_time(due_at), **claims}, undo_of)
     try:
         with transaction.atomic():
             event = _record(request, from_location=_place_of(media), payload=payload, media=media)
