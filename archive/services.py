@@ -197,10 +197,13 @@ def _record_studies(grouped: dict[str, dict], series: dict[str, dict], problems:
         if study is None:
             study = Study.objects.create(study_instance_uid=uid, patient=patient)
         elif study.patient_id != patient.pk:
+            # The same UID under two patients is a data error for people to untangle: neither the
+            # record nor the item's links take the disc's word for it.
             problems.append({"path": first["path"], "reason": _(
                 "Study %(uid)s is recorded for another patient than %(patient)s on this disc; the "
-                "record was left as it was."
+                "record was left as it was and the study was not linked."
             ) % {"uid": uid, "patient": patient_id}})
+            continue
         _fill(study, study_date=_dicom_date(first["study_date"]),
               accession_number=first["accession_number"][:64],
               description=first["study_description"][:200],
@@ -224,6 +227,27 @@ def _record_studies(grouped: dict[str, dict], series: dict[str, dict], problems:
         row.instance_count = max(row.instance_count, found["count"])
         row.save()
     return rows
+
+
+def _disc_patients_check(media: Media | None, grouped: dict[str, dict]) -> None:
+    """Refuse, before anything is written, a disc whose studies are of another patient than the
+    item's or of several patients: recording it would put one patient's images on another's
+    item. The disc is untouched; the person at the desk checks which disc this is."""
+    patients = {g["patients"].most_common(1)[0][0] for g in grouped.values()} - {""}
+    if not patients:
+        return
+    try:
+        if media is not None:
+            media_patient_check(media, patients)
+        elif len(patients) > 1:
+            raise InvalidRequest(
+                _("This disc holds studies of several patients (%(theirs)s); Filmroom records one "
+                  "patient's disc per item.") % {"theirs": ", ".join(sorted(patients))}
+            )
+    except InvalidRequest as refused:
+        raise InvalidRequest(
+            _("%(why)s Nothing was recorded: check that this is the right disc.") % {"why": refused.message}
+        ) from refused
 
 
 def _disc_code(kind: str, grouped: dict[str, dict]) -> str:
@@ -261,6 +285,7 @@ def disc_import(
     problems = _render(disc.problems)
     prior = _prior_manifest(media, disc)
     grouped, series = _group(disc.entries)
+    _disc_patients_check(media, grouped)
     if prior is not None:
         studies = list(Study.objects.filter(study_instance_uid__in=grouped).select_related("patient"))
         return ImportResult(
