@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from tracker import ledger, projection, services
-from tracker.choices import EventKind, FlagKind
+from tracker.choices import EventKind, FlagKind, RequestStatus
 from tracker.exceptions import InvalidRequest, NotOnLoan
 from tracker.models import CustodyEvent, Flag, Reminder
 
@@ -72,12 +72,15 @@ def test_an_overdue_flag_rises_once_the_clock_passes_the_due_date_and_clears_on_
     assert projection.rebuild(check_only=True) == []
 
 
-def test_handing_an_overdue_item_to_a_colleague_keeps_the_flag(lent, cast):
+def test_an_overdue_item_handed_to_a_colleague_is_flagged_on_the_colleagues_loan(lent, cast):
     media, loan, start = lent
     services.sweep(now=start + timedelta(hours=2), remind=False)
     services.media_transfer(media=media, to_holder=cast["doctor2"], actor=cast["staff"])
+    result = services.sweep(now=start + timedelta(hours=3), remind=False)
+    assert (result.cleared[FlagKind.OVERDUE], result.raised[FlagKind.OVERDUE]) == (1, 1)
+    flag = open_flags(FlagKind.OVERDUE).get()
+    assert flag.loan.borrower == cast["doctor2"] and flag.loan.due_at == loan.due_at
     assert services.sweep(now=start + timedelta(hours=3), remind=False).changes == 0
-    assert open_flags(FlagKind.OVERDUE).count() == 1
 
 
 def test_an_item_with_a_courier_past_the_limit_is_flagged_until_it_arrives(make_media, cast, places, settings):
@@ -150,6 +153,19 @@ def test_the_sweep_twice_adds_nothing_across_every_kind(make_media, cast, places
     assert services.sweep(now=later).changes == 0
     assert events() == count
     assert projection.rebuild(check_only=True) == []
+
+
+def test_the_sweep_expires_loan_requests_whose_dates_have_passed(make_media, cast):
+    today = timezone.localdate()
+    request = services.loan_request_make(
+        requester=cast["doctor"], media=make_media("FJ-1"), needed_from=today, needed_until=today,
+        purpose="fracture follow-up",
+    )
+    assert services.sweep(remind=False).requests_expired == 0
+    assert services.sweep(now=timezone.now() + timedelta(days=2), remind=False).requests_expired == 1
+    assert services.sweep(now=timezone.now() + timedelta(days=2), remind=False).requests_expired == 0
+    request.refresh_from_db()
+    assert request.status == RequestStatus.EXPIRED
 
 
 # --- reminders -----------------------------------------------------------------------------------

@@ -5,8 +5,9 @@ flag of a kind is open on an item (a database constraint). The sweep works on se
 whatever the size of the file room) and still appends one event per flag it raises or clears.
 
 What each kind means (the conditions the sweep checks at `now`):
-- overdue: the item has an open loan due before `now`. Clears when it is returned or renewed
-  past `now`; handing it to a colleague keeps the due date, so the flag stays.
+- overdue: an open loan is due before `now`; the flag names that loan. Clears when the loan is
+  returned or renewed past `now`; handed to a colleague, the item's new loan keeps the due date,
+  so that flag clears and the same pass raises one naming the colleague's loan.
 - in_transit: the item is with a courier (in transit) and was last seen more than
   FLAG_TRANSIT_HOURS ago. Clears when it arrives or is seen again.
 - not_seen: the item is on its shelf (as the ledger has it) but no reader has seen it there for
@@ -28,15 +29,16 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import ledger, projection
-from ..choices import EventKind, FlagKind, MediaStatus
+from ..choices import EventKind, FlagKind, MediaStatus, RequestStatus
 from ..exceptions import InvalidRequest, NotOnLoan
 from ..ledger import EventRequest
-from ..models import CustodyEvent, Flag, Loan, Media, Reminder
+from ..models import CustodyEvent, Flag, Loan, LoanRequest, Media, Reminder
+from ..permissions import READ_ALL_ROLES, has_role
 from .custody import User, _record
 
 __all__ = [
@@ -143,7 +145,7 @@ def flag_clear(
 
 # Why the sweep clears each kind (kept in the ledger as written: plain English, not translated).
 CLEAR_REASONS = {
-    FlagKind.OVERDUE: "no longer overdue: returned or renewed",
+    FlagKind.OVERDUE: "no longer overdue: returned, renewed or handed over",
     FlagKind.IN_TRANSIT: "arrived or seen again",
     FlagKind.NOT_SEEN: "seen or moved",
     FlagKind.INVENTORY_MISSING: "turned up: seen, returned or moved after the inventory",
@@ -226,7 +228,7 @@ def _to_clear(kind: str, now: datetime) -> list[Flag]:
     """Up to BATCH open flags of `kind` whose condition no longer holds."""
     flags = _open_flags(kind)
     if kind == FlagKind.OVERDUE:
-        flags = flags.filter(~Exists(_overdue_loans(now).filter(media_id=OuterRef("media_id"))))
+        flags = flags.filter(~Exists(_overdue_loans(now).filter(pk=OuterRef("loan_id"))))
     elif kind == FlagKind.IN_TRANSIT:
         flags = flags.filter(~Exists(_in_transit_too_long(now).filter(pk=OuterRef("media_id"))))
     elif kind == FlagKind.NOT_SEEN:
@@ -293,14 +295,17 @@ class SweepResult:
     reminders_sent: int = 0
     # Borrowers of overdue loans who could not be reminded: they have no e-mail address.
     without_address: list = field(default_factory=list)
-    requests_expired: int | None = None  # None: the loan requests part has no expiry yet
+    requests_expired: int = 0
 
     def as_json(self) -> dict:
         return asdict(self)
 
     @property
     def changes(self) -> int:
-        return sum(self.raised.values()) + sum(self.cleared.values()) + self.reminders_sent
+        return (
+            sum(self.raised.values()) + sum(self.cleared.values()) + self.reminders_sent
+            + self.requests_expired
+        )
 
 
 def sweep(*, now: datetime | None = None, remind: bool = True) -> SweepResult:
@@ -318,15 +323,11 @@ def sweep(*, now: datetime | None = None, remind: bool = True) -> SweepResult:
     return result
 
 
-def _expire_requests(now: datetime) -> int | None:
-    """The loan requests part expires its requests; the sweep only runs it (once it exists)."""
-    from . import loan_requests
+def _expire_requests(now: datetime) -> int:
+    """The loan requests part decides what expires; the sweep only runs it."""
+    from .loan_requests import loan_requests_expire
 
-    expire = getattr(loan_requests, "loan_requests_expire", None)
-    if expire is None:
-        return None
-    expired = expire(now=now)
-    return expired if isinstance(expired, int) else len(expired)
+    return len(loan_requests_expire(now=now))
 
 
 # --- reminders ---------------------------------------------------------------------------------
@@ -422,3 +423,56 @@ def _send_reminder(*, loan: Loan, media: Media, to: str, now: datetime) -> None:
         "This message was sent by Filmroom for the file room."
     ) % {"kind": media.get_kind_display().lower(), "code": media.code, "due": due}
     send_mail(subject, body, None, [to])
+
+
+# --- read side (selectors for the flags API and pages; no side effects) -------------------------
+
+
+def flag_list(*, user) -> QuerySet[Flag]:
+    """Staff, auditors and admins see every flag; a clinician sees the flags on their own loans
+    (an overdue item they hold) and nothing else."""
+    flags = Flag.objects.select_related("media", "loan__borrower", "media__current_location")
+    if has_role(user, READ_ALL_ROLES):
+        return flags
+    return flags.filter(loan__borrower=user)
+
+
+def reminder_list(*, user) -> QuerySet[Reminder]:
+    reminders = Reminder.objects.select_related("loan__media", "loan__borrower", "sent_by")
+    if has_role(user, READ_ALL_ROLES):
+        return reminders
+    return reminders.filter(loan__borrower=user)
+
+
+def dashboard_counts(*, now: datetime | None = None) -> dict:
+    """What the file room looks at first (a handful of COUNTs): open flags by kind, loans out and
+    overdue, items with a courier or missing, requests waiting, reminders sent in the last day."""
+    now = _now(now)
+    flags = dict.fromkeys(FlagKind.values, 0)
+    for kind, count in (
+        Flag.objects.filter(cleared_at__isnull=True).values_list("kind").annotate(n=Count("pk"))
+    ):
+        flags[kind] = count
+    open_loans = Loan.objects.filter(returned_at__isnull=True)
+    statuses = dict(
+        Media.objects.filter(status__in=[MediaStatus.IN_TRANSIT, MediaStatus.MISSING])
+        .values_list("status").annotate(n=Count("pk"))
+    )
+    requests = dict(
+        LoanRequest.objects.filter(
+            status__in=[RequestStatus.PENDING, RequestStatus.APPROVED, RequestStatus.READY]
+        ).values_list("status").annotate(n=Count("pk"))
+    )
+    return {
+        "flags": flags,
+        "open_flags": sum(flags.values()),
+        "loans_out": open_loans.count(),
+        "loans_overdue": open_loans.filter(due_at__lt=now).count(),
+        "in_transit": statuses.get(MediaStatus.IN_TRANSIT, 0),
+        "missing": statuses.get(MediaStatus.MISSING, 0),
+        "requests_pending": requests.get(RequestStatus.PENDING, 0),
+        "requests_approved": requests.get(RequestStatus.APPROVED, 0),
+        "requests_ready": requests.get(RequestStatus.READY, 0),
+        "reminders_last_day": Reminder.objects.filter(sent_at__gt=now - timedelta(days=1)).count(),
+        "at": now,
+    }

@@ -86,7 +86,7 @@ class Command(BaseCommand):
                 _("No e-mail address, so not reminded of overdue loans: %(names)s. Add an address "
                   "to their accounts or call them.") % {"names": ", ".join(result.without_address)}
             )
-        if result.requests_expired is not None:
+        if result.requests_expired:
             self.stdout.write(
                 ngettext("%(n)d loan request expired.", "%(n)d loan requests expired.",
                          result.requests_expired) % {"n": result.requests_expired}
