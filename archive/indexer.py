@@ -41,10 +41,6 @@ DEFLATED = "1.2.840.10008.1.2.1.99"
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}
 UNDEFINED = 0xFFFFFFFF
-READ_DONE = "read"  # a worker's notice that a big file is read and hashed, and parsing starts
-# Files from this size on send READ_DONE; below it the read allowance in the deadline is tiny.
-READ_NOTICE_BYTES = 4 * 1024 * 1024
-PIPELINE = 4  # tasks queued per reader process
 # Explicit VRs whose length field is 4 bytes (after 2 reserved bytes).
 LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 
@@ -365,13 +361,16 @@ def _check_pixels(head: bytes, at: int, size: int, little: bool, implicit: bool,
 
 
 def _text(ds, keyword: str) -> str:
+    from pydicom.valuerep import PersonName
+
     try:
         value = ds.get(keyword)
     except Exception:
         return ""
     if value is None:
         return ""
-    if not isinstance(value, str) and hasattr(value, "__iter__"):
+    # A PersonName iterates over its characters: it is one value, not a list of them.
+    if not isinstance(value, (str, PersonName)) and hasattr(value, "__iter__"):
         value = "\\".join(str(v) for v in value)
     return str(value).strip().replace("\x00", "")
 
@@ -390,8 +389,288 @@ def _plain(ds, tag: int) -> str:
     return _text(ds, raw.keyword) if hasattr(raw, "keyword") else str(value or "").strip()
 
 
-def describe(head: bytes, size: int, whole: bool) -> dict:
-    """The indexer's fields from one file's leading bytes (raises _Refused for a bad file)."""
+# --- the fast header scan: strict explicit VR little endian, pydicom for anything else --------
+
+# Every VR of PS3.5; an element whose two VR bytes are not one of these sends the file to pydicom.
+KNOWN_VRS = LONG_VRS | {
+    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN",
+    b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
+}
+# The elements the indexer keeps: tag -> (field, the VR it must have, True for person-entered text).
+WANTED = {
+    0x00080016: ("sop_class_uid", b"UI", False),
+    0x00080018: ("sop_instance_uid", b"UI", False),
+    0x00080020: ("study_date", b"DA", False),
+    0x00080050: ("accession_number", b"SH", False),
+    0x00080060: ("modality", b"CS", False),
+    0x00081030: ("study_description", b"LO", True),
+    0x0008103E: ("series_description", b"LO", True),
+    0x00100010: ("patient_name", b"PN", True),
+    0x00100020: ("patient_id", b"LO", True),
+    0x00100030: ("birth_date", b"DA", False),
+    0x00100040: ("sex", b"CS", False),
+    0x00101090: ("medical_record_locator", b"LO", True),
+    0x0020000D: ("study_instance_uid", b"UI", False),
+    0x0020000E: ("series_instance_uid", b"UI", False),
+    0x00200011: ("series_number", b"IS", False),
+}
+SCAN_MAX_ELEMENTS = 4096  # top-level and nested together; more is unusual: pydicom decides
+SCAN_MAX_DEPTH = 8  # sequences nested deeper go to pydicom (which reports "too deep" at ~hundreds)
+_explicit_le: dict[str, bool] = {}
+_unpack_tag = struct.Struct("<HH").unpack_from
+_unpack_item = struct.Struct("<HHI").unpack_from
+_unpack_u16 = struct.Struct("<H").unpack_from
+_unpack_u32 = struct.Struct("<I").unpack_from
+
+
+class _Unusual(Exception):
+    """The fast scan met something it does not vouch for; pydicom reads the file instead."""
+
+
+def _is_explicit_le(syntax: str) -> bool:
+    """True for transfer syntaxes whose dataset is explicit VR little endian, not deflated
+    (native and encapsulated pixel data alike)."""
+    known = _explicit_le.get(syntax)
+    if known is None:
+        from pydicom.uid import UID
+
+        uid = UID(syntax or "0")
+        known = bool(syntax) and uid.is_transfer_syntax and not uid.is_implicit_VR and (
+            uid.is_little_endian and not uid.is_deflated)
+        _explicit_le[syntax] = known
+    return known
+
+
+def _skip_items(head, pos: int, end: int, undefined: bool, depth: int, budget: list[int]) -> int:
+    """Past the items of a sequence value (which starts at pos); raises _Unusual on anything odd."""
+    if depth > SCAN_MAX_DEPTH:
+        raise _Unusual
+    while True:
+        if not undefined and pos == end:
+            return pos
+        if pos + 8 > end:
+            raise _Unusual
+        group, element, length = _unpack_item(head, pos)
+        pos += 8
+        if group != 0xFFFE:
+            raise _Unusual
+        if element == 0xE0DD and undefined and length == 0:
+            return pos
+        if element != 0xE000:
+            raise _Unusual
+        if length == UNDEFINED:
+            pos = _skip_elements(head, pos, end, True, depth + 1, budget)
+        else:
+            if pos + length > end:
+                raise _Unusual
+            if _skip_elements(head, pos, pos + length, False, depth + 1, budget) != pos + length:
+                raise _Unusual
+            pos += length
+
+
+def _skip_elements(head, pos: int, end: int, undefined: bool, depth: int, budget: list[int],
+                   record: dict | None = None) -> int:
+    """Past the elements of one sequence item; an undefined-length item ends at its delimiter.
+    With `record`, a DICOMDIR record's links and file ID are kept in it as pydicom reads them."""
+    last = -1
+    while True:
+        if not undefined and pos == end:
+            return pos
+        if pos + 8 > end:
+            raise _Unusual
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise _Unusual
+        group, element = _unpack_tag(head, pos)
+        if group == 0xFFFE:
+            if undefined and element == 0xE00D and _unpack_u32(head, pos + 4)[0] == 0:
+                return pos + 8
+            raise _Unusual
+        tag = group << 16 | element
+        if tag <= last:
+            raise _Unusual
+        last = tag
+        vr = bytes(head[pos + 4:pos + 6])
+        if vr in LONG_VRS:
+            if pos + 12 > end:
+                raise _Unusual
+            length = _unpack_u32(head, pos + 8)[0]
+            value_at = pos + 12
+        elif vr in KNOWN_VRS:
+            length = _unpack_u16(head, pos + 6)[0]
+            value_at = pos + 8
+        else:
+            raise _Unusual
+        if length == UNDEFINED:
+            if vr != b"SQ":
+                raise _Unusual
+            pos = _skip_items(head, value_at, end, True, depth, budget)
+        elif value_at + length > end:
+            raise _Unusual
+        elif vr == b"SQ":
+            pos = _skip_items(head, value_at, value_at + length, False, depth, budget)
+        else:
+            if record is not None and tag in _RECORD_TAGS:
+                record[_RECORD_TAGS[tag]] = _record_value(tag, vr, bytes(head[value_at:value_at + length]))
+            pos = value_at + length
+
+
+def _person_text(raw: bytes, vr: bytes) -> str:
+    """A person-entered value exactly as pydicom would give it through _text, for values that
+    are one plain ASCII string (any character set decodes those alike); anything else: _Unusual."""
+    text = raw.rstrip(b"\x00 ")
+    if not text:
+        return ""
+    if not text.isascii() or b"\\" in text or (vr == b"PN" and b"=" in text) or any(
+        byte < 0x20 or byte == 0x7F for byte in text
+    ):
+        raise _Unusual
+    return text.decode("ascii").strip()
+
+
+class _Record(dict):
+    """A DICOMDIR record read by the fast scan, shaped like the pydicom record it stands for."""
+
+    seq_item_tell = 0
+
+
+_RECORD_TAGS = {
+    0x00041400: "OffsetOfTheNextDirectoryRecord",
+    0x00041420: "OffsetOfReferencedLowerLevelDirectoryEntity",
+    0x00041500: "ReferencedFileID",
+}
+
+
+def _record_value(tag: int, vr: bytes, raw: bytes):
+    """A record value as pydicom converts it, for the plain cases only (else _Unusual)."""
+    if tag == 0x00041500:
+        if vr != b"CS" or not raw.isascii():
+            raise _Unusual
+        items = raw.decode("ascii").rstrip(" \x00").split("\\")
+        return items[0] if len(items) == 1 else items
+    if vr != b"UL" or len(raw) not in (0, 4):
+        raise _Unusual
+    return _unpack_u32(raw, 0)[0] if raw else None
+
+
+def _scan_records(head, pos: int, length: int) -> tuple[list[_Record], int]:
+    """The records of a DICOMDIR's (0004,1220) sequence whose value starts at pos, and where the
+    sequence ends; raises _Unusual on anything the fast scan does not vouch for."""
+    undefined = length == UNDEFINED
+    end = len(head) if undefined else pos + length
+    if end > len(head):
+        raise _Unusual
+    records: list[_Record] = []
+    budget = [len(head)]  # every element takes at least 8 bytes: the scan ends by itself
+    while True:
+        if not undefined and pos == end:
+            return records, pos
+        if pos + 8 > end:
+            raise _Unusual
+        group, element, item_length = _unpack_item(head, pos)
+        if group != 0xFFFE:
+            raise _Unusual
+        if element == 0xE0DD and undefined and item_length == 0:
+            return records, pos + 8
+        if element != 0xE000:
+            raise _Unusual
+        record = _Record()
+        record.seq_item_tell = pos
+        pos += 8
+        if item_length == UNDEFINED:
+            pos = _skip_elements(head, pos, end, True, 1, budget, record)
+        else:
+            item_end = pos + item_length
+            if item_end > end or _skip_elements(head, pos, item_end, False, 1, budget, record) != item_end:
+                raise _Unusual
+            pos = item_end
+        records.append(record)
+
+
+def scan_header(head, size: int, whole: bool, meta: dict[int, str], dataset_at: int) -> dict | None:
+    """The indexer's fields read straight from an explicit VR little endian header, or None when
+    the file holds anything this scan does not vouch for (pydicom then reads it, and reports)."""
+    end = len(head)
+    fields: dict[str, str] = {}
+    pos = dataset_at
+    last = -1
+    budget = [SCAN_MAX_ELEMENTS]
+    records: list[_Record] | None = None
+    first_record = None
+    try:
+        while pos < end:
+            if pos + 8 > end:
+                return None
+            group, element = _unpack_tag(head, pos)
+            tag = group << 16 | element
+            if tag <= last:  # out of order or repeated: pydicom's reading decides
+                return None
+            last = tag
+            if tag in PIXEL_TAGS:
+                _check_pixels(head, pos, size, True, False, whole)
+                break
+            budget[0] -= 1
+            if budget[0] < 0 or group == 0xFFFE:
+                return None
+            vr = bytes(head[pos + 4:pos + 6])
+            if vr in LONG_VRS:
+                if pos + 12 > end:
+                    return None
+                length = _unpack_u32(head, pos + 8)[0]
+                value_at = pos + 12
+            elif vr in KNOWN_VRS:
+                length = _unpack_u16(head, pos + 6)[0]
+                value_at = pos + 8
+            else:
+                return None
+            if tag == 0x00041220 and vr == b"SQ":  # a DICOMDIR's records
+                records, pos = _scan_records(head, value_at, length)
+                continue
+            if length == UNDEFINED:
+                if vr != b"SQ":
+                    return None
+                pos = _skip_items(head, value_at, end, True, 1, budget)
+                continue
+            if value_at + length > end:
+                return None  # truncated, or a header longer than the bytes kept: pydicom says which
+            wanted = WANTED.get(tag)
+            if wanted is not None:
+                name, wanted_vr, person = wanted
+                if vr != wanted_vr:
+                    return None
+                raw = bytes(head[value_at:value_at + length])
+                if person:
+                    fields[name] = _person_text(raw, vr)
+                else:
+                    fields[name] = raw.decode("ascii", "replace").strip(" \x00")
+            elif vr == b"SQ":
+                if _skip_items(head, value_at, value_at + length, False, 1, budget) != value_at + length:
+                    return None
+            elif tag == 0x00041200:
+                first_record = _record_value(0x00041400, vr, bytes(head[value_at:value_at + length]))
+            pos = value_at + length
+        else:
+            if not whole or pos != end:
+                return None
+    except _Unusual:
+        return None
+    sop_class = fields.get("sop_class_uid") or meta.get(0x0002, "")
+    result = {name: "" for name, _vr, _person in WANTED.values()}
+    result.update(fields)
+    result["sop_class_uid"] = sop_class
+    result["sop_instance_uid"] = fields.get("sop_instance_uid") or meta.get(0x0003, "")
+    result["transfer_syntax_uid"] = meta.get(0x0010, "")
+    if sop_class == MEDIA_STORAGE_DIRECTORY:
+        result["dicomdir"] = _dicomdir_records({
+            "DirectoryRecordSequence": records,
+            "OffsetOfTheFirstDirectoryRecordOfTheRootDirectoryEntity": first_record,
+        })
+    return result
+
+
+def describe(head: bytes, size: int, whole: bool, fast: bool = True) -> dict:
+    """The indexer's fields from one file's leading bytes (raises _Refused for a bad file).
+    With `fast`, scan_header reads the usual files and pydicom only the rest (same result)."""
     from pydicom import dcmread
     from pydicom.filereader import read_dataset
     from pydicom.uid import UID
@@ -410,6 +689,10 @@ def describe(head: bytes, size: int, whole: bool) -> dict:
         # The inflated stream is all in memory and capped: its own end is the file's end.
         _check_complete(ds, len(inflated), len(inflated), True)
     else:
+        if fast and _is_explicit_le(syntax):
+            fields = scan_header(head, size, whole, meta, dataset_at)
+            if fields is not None:
+                return fields
         stream = BytesIO(head)
         ds = dcmread(stream, stop_before_pixels=True)
         _check_complete(ds, len(head), size, whole)
@@ -512,8 +795,7 @@ def _read_one(root_fd: int, os_path: str, on_read: Callable[[], None] = lambda: 
     finally:
         os.close(fd)
     result = {"size": size, "sha256": sha256}
-    if size >= READ_NOTICE_BYTES:
-        on_read()
+    on_read()
     whole = len(head) == size
     try:
         result.update(describe(head, size, whole))
@@ -531,10 +813,26 @@ def _read_one(root_fd: int, os_path: str, on_read: Callable[[], None] = lambda: 
 
 
 _memory_mb = 0
+# A reader sends its results in batches of this many (or sooner: when it runs out of work, or
+# when the oldest unsent result has waited FLUSH_SECONDS); the parent keeps 2 × BATCH handed out.
+BATCH = 16
+FLUSH_SECONDS = 0.1
+# The parent wakes at least this often to compare each reader's running file with its deadline.
+WATCH_SECONDS = 0.25
+_TASK_BITS = 32
 
 
-def _worker_main(conn, root: str, memory_mb: int) -> None:
-    """A reader process: answers (task_id, kind, os_path) with plain dicts; never touches a DB."""
+def _status_word(task_id: int, parsing: bool, base: float) -> int:
+    """What a reader is doing, in one 64-bit word (one store, so the parent never reads a task
+    with another task's start time): milliseconds since `base`, read/parse phase, task id + 1."""
+    ms = int((time.monotonic() - base) * 1000)
+    return ms << (_TASK_BITS + 1) | int(parsing) << _TASK_BITS | (task_id + 1)
+
+
+def _worker_main(conn, root: str, memory_mb: int, status, base: float) -> None:
+    """A reader process: takes lists of (task_id, kind, os_path) and sends back lists of
+    (task_id, plain dict); never touches a database. Before each file it writes what it is
+    doing into `status` (shared memory), which is how the parent times a file without a message."""
     global _memory_mb
     import resource
 
@@ -548,19 +846,42 @@ def _worker_main(conn, root: str, memory_mb: int) -> None:
 
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     conn.send(("ready", None))
+    pending: deque = deque()
+    out: list = []
+    oldest = 0.0
     while True:
-        try:
-            task = conn.recv()
-        except EOFError:
-            return
-        if task is None:
-            return
-        task_id, kind, argument = task
+        if not pending or conn.poll():
+            if not pending and out:
+                conn.send(out)  # about to wait for work: everything done so far goes first
+                out = []
+            try:
+                tasks = conn.recv()
+            except EOFError:
+                return
+            if tasks is None:
+                if out:
+                    conn.send(out)
+                return
+            pending.extend(tasks)
+            continue
+        task_id, kind, argument = pending.popleft()
+        if kind == "pdi" and out:
+            conn.send(out)  # the PDI check takes a while: do not hold finished files behind it
+            out = []
+        status.value = _status_word(task_id, False, base)
         if kind == "pdi":
-            conn.send((task_id, _pdi_in_worker(argument)))
+            result = _pdi_in_worker(argument)
         else:
-            result = _read_one(root_fd, argument, lambda: conn.send((task_id, READ_DONE)))
-            conn.send((task_id, result))
+            def parsing(task_id=task_id):
+                status.value = _status_word(task_id, True, base)
+
+            result = _read_one(root_fd, argument, parsing)
+        if not out:
+            oldest = time.monotonic()
+        out.append((task_id, result))
+        if len(out) >= BATCH or time.monotonic() - oldest > FLUSH_SECONDS:
+            conn.send(out)
+            out = []
 
 
 def _pdi_in_worker(root: str) -> dict:
@@ -584,20 +905,38 @@ def _pdi_in_worker(root: str) -> dict:
 
 def _context():
     ctx = multiprocessing.get_context("forkserver")
-    # Workers fork from a clean server that has this module (and pydicom) loaded, not from a
-    # Django process with open database connections and threads.
-    ctx.set_forkserver_preload([__name__, "pydicom"])
+    # Workers fork from a clean server that has this module, pydicom and Django (set up, for the
+    # PDI check) loaded, not from a Django process with open database connections and threads.
+    # The preload counts only if this is the first use of the process's fork server.
+    ctx.set_forkserver_preload([__name__, "pydicom", "archive.reader_preload"])
     return ctx
 
 
+@dataclass
+class _Task:
+    task_id: int
+    kind: str
+    argument: str
+    timeout: float  # for reading and parsing
+    path: str
+    parse_timeout: float = 0.0  # once the file is read
+
+
 class _Reader:
-    def __init__(self, ctx, root: str, memory_mb: int, start_timeout: float):
+    """One reader process, started at once; `wait_ready` waits for its hello."""
+
+    def __init__(self, ctx, root: str, memory_mb: int, base: float):
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child, root, memory_mb), daemon=True)
+        self.status = ctx.RawValue("Q", 0)
+        self.base = base
+        self.memory_mb = memory_mb
+        self.process = ctx.Process(target=_worker_main, args=(child, root, memory_mb, self.status, base),
+                                   daemon=True)
         self.process.start()
         child.close()
-        self.tasks: deque[_Task] = deque()
-        self.deadline = 0.0
+        self.tasks: dict[int, _Task] = {}  # handed out and not answered yet, in the order sent
+
+    def wait_ready(self, start_timeout: float) -> None:
         if not self.conn.poll(start_timeout):
             self.stop()
             raise DiscReadError(str(_("A disc reader process did not start within %(s)s s.") % {"s": start_timeout}))
@@ -609,7 +948,17 @@ class _Reader:
             raise DiscReadError(str(_(
                 "A disc reader process could not start (exit code %(code)s). If "
                 "DISC_WORKER_MEMORY_MB (%(mb)s) is very low, raise it."
-            ) % {"code": code, "mb": memory_mb})) from None
+            ) % {"code": code, "mb": self.memory_mb})) from None
+
+    def running(self) -> tuple[_Task | None, float]:
+        """The handed-out task this reader is working on (None between tasks) and its deadline."""
+        word = self.status.value
+        task = self.tasks.get((word & ((1 << _TASK_BITS) - 1)) - 1)
+        if task is None:
+            return None, 0.0
+        started = self.base + (word >> (_TASK_BITS + 1)) / 1000
+        parsing = word >> _TASK_BITS & 1
+        return task, started + (task.parse_timeout if parsing else task.timeout)
 
     def stop(self) -> None:
         if self.process.is_alive():
@@ -618,97 +967,116 @@ class _Reader:
         self.conn.close()
 
 
-@dataclass
-class _Task:
-    task_id: int
-    kind: str
-    argument: str
-    timeout: float
-    path: str
-    parse_timeout: float = 0.0
+class _Pool:
+    """Reader processes; they start when the pool is made, so they boot while the disc is walked."""
+
+    START_TIMEOUT = 60.0
+
+    def __init__(self, root: Path, workers: int, memory_mb: int):
+        self.ctx = _context()
+        self.root = str(root)
+        self.memory_mb = memory_mb
+        self.base = time.monotonic()
+        self.readers = [self._start() for _ in range(max(1, workers))]
+
+    def _start(self) -> _Reader:
+        return _Reader(self.ctx, self.root, self.memory_mb, self.base)
+
+    def replace(self, index: int) -> None:
+        self.readers[index].stop()
+        reader = self._start()
+        self.readers[index] = reader
+        reader.wait_ready(self.START_TIMEOUT)
+
+    def close(self) -> None:
+        for reader in self.readers:
+            try:
+                reader.conn.send(None)
+            except OSError:
+                pass
+        for reader in self.readers:
+            reader.process.join(2)
+            reader.stop()
 
 
 def run_tasks(
     tasks: list[_Task], *, root: Path, workers: int, memory_mb: int,
-    on_result: Callable[[_Task, dict], None],
+    on_result: Callable[[_Task, dict], None], pool: _Pool | None = None,
 ) -> None:
     """Hand tasks to reader processes; a task past its deadline or whose reader dies gets a
-    problem result and a fresh reader takes over (the tasks queued behind it are handed out again).
+    problem result and a fresh reader takes over (the tasks it held and had not answered are
+    handed out again: a reader answers in batches, so those may be done but unsent).
 
-    Each reader holds up to PIPELINE tasks so it never waits for the parent between files; only
-    the task at the head of its queue is running, and only that one has a deadline."""
-    ctx = _context()
-    start_timeout = 60.0
+    Tasks go out in lists and results come back in lists, so the parent, which shares the CPUs
+    with the readers, spends little per file; each reader's shared status word names the task it
+    is running and since when, which is what the deadline is measured from."""
+    own = pool is None
+    pool = pool or _Pool(root, workers, memory_mb)
     queue = deque(tasks)
-    count = max(1, min(workers, len(tasks) or 1))
-    readers = [_Reader(ctx, str(root), memory_mb, start_timeout) for _ in range(count)]
+    unexplained = 0  # reader deaths with no task to blame, in a row
 
-    def replace(index: int) -> None:
-        reader = readers[index]
-        # Tasks waiting behind the failed one were never started: hand them out again.
-        queue.extendleft(reversed(list(reader.tasks)[1:]))
-        reader.stop()
-        readers[index] = _Reader(ctx, str(root), memory_mb, start_timeout)
-
-    def finish(index: int, result: dict) -> None:
-        reader = readers[index]
-        task = reader.tasks.popleft()
-        if reader.tasks:
-            reader.deadline = time.monotonic() + reader.tasks[0].timeout
-        on_result(task, result)
+    def fail(index: int, problem: dict) -> None:
+        nonlocal unexplained
+        reader = pool.readers[index]
+        task, _deadline = reader.running()
+        held = list(reader.tasks.values())
+        if task is None and held and unexplained >= 2:
+            task = held[0]  # it keeps dying before it says what it reads: blame the first
+        unexplained = 0 if task is not None else unexplained + 1
+        queue.extendleft(reversed([t for t in held if t is not task]))
+        pool.replace(index)
+        if task is not None:
+            if problem["problem"] == "timeout":
+                problem = {"problem": "timeout", "params": {"seconds": _seconds(task.parse_timeout)}}
+            on_result(task, problem)
 
     try:
-        while queue or any(r.tasks for r in readers):
+        for reader in pool.readers:
+            reader.wait_ready(pool.START_TIMEOUT)
+        while queue or any(r.tasks for r in pool.readers):
+            readers = pool.readers
             for index, reader in enumerate(readers):
-                while queue and len(reader.tasks) < PIPELINE:
-                    task = queue.popleft()
-                    try:
-                        reader.conn.send((task.task_id, task.kind, task.argument))
-                    except OSError:
-                        queue.appendleft(task)
-                        replace(index)
-                        break
-                    if not reader.tasks:
-                        reader.deadline = time.monotonic() + task.timeout
-                    reader.tasks.append(task)
-            busy = [r for r in readers if r.tasks]
-            wait_for = max(0.0, min(r.deadline for r in busy) - time.monotonic())
-            ready = set(wait([r.conn for r in busy] + [r.process.sentinel for r in busy], wait_for))
-            for index in range(len(readers)):
-                reader = readers[index]
+                room = 2 * BATCH - len(reader.tasks)
+                if not queue or room < BATCH:
+                    continue
+                # Near the end, share what is left evenly rather than in full batches.
+                share = -(-len(queue) // len(readers))
+                chunk = [queue.popleft() for _ in range(min(room, share))]
+                try:
+                    reader.conn.send([(t.task_id, t.kind, t.argument) for t in chunk])
+                except OSError:
+                    queue.extendleft(reversed(chunk))
+                    fail(index, {"problem": "crashed", "params": {"code": reader.process.exitcode}})
+                    continue
+                for task in chunk:
+                    reader.tasks[task.task_id] = task
+            busy = [r for r in pool.readers if r.tasks]
+            if not busy:
+                continue
+            deadlines = [deadline for r in busy for task, deadline in [r.running()] if task]
+            wait_for = min([WATCH_SECONDS, *(d - time.monotonic() for d in deadlines)])
+            ready = set(wait([r.conn for r in busy] + [r.process.sentinel for r in busy], max(0.0, wait_for)))
+            for index in range(len(pool.readers)):
+                reader = pool.readers[index]
                 if not reader.tasks:
                     continue
                 if reader.conn in ready or reader.process.sentinel in ready:
                     try:
                         while reader.tasks and reader.conn.poll():
-                            _, message = reader.conn.recv()
-                            if message == READ_DONE:
-                                # Reading took its share of time; the parse gets the full timeout.
-                                reader.deadline = time.monotonic() + reader.tasks[0].parse_timeout
-                            else:
-                                finish(index, message)
+                            for task_id, result in reader.conn.recv():
+                                on_result(reader.tasks.pop(task_id), result)
                     except (EOFError, OSError):
                         pass
                     if reader.tasks and not reader.process.is_alive():
                         reader.process.join(1)
-                        code = reader.process.exitcode
-                        task = reader.tasks[0]
-                        replace(index)
-                        on_result(task, {"problem": "crashed", "params": {"code": code}})
+                        fail(index, {"problem": "crashed", "params": {"code": reader.process.exitcode}})
                         continue
-                if reader.tasks and time.monotonic() >= reader.deadline:
-                    task = reader.tasks[0]
-                    replace(index)
-                    on_result(task, {"problem": "timeout", "params": {"seconds": _seconds(task.parse_timeout)}})
+                task, deadline = reader.running()
+                if task is not None and time.monotonic() >= deadline:
+                    fail(index, {"problem": "timeout", "params": {}})
     finally:
-        for reader in readers:
-            try:
-                reader.conn.send(None)
-            except OSError:
-                pass
-        for reader in readers:
-            reader.process.join(2)
-            reader.stop()
+        if own:
+            pool.close()
 
 
 def _seconds(value: float) -> str:
@@ -722,6 +1090,18 @@ def index_disc(
     """Walk, read and describe every file under root; see the module docstring."""
     started = time.monotonic()
     root = Path(root)
+    # The readers boot (a fork each) while the disc is walked.
+    pool = _Pool(root, workers, memory_mb) if root.is_dir() else None
+    try:
+        return _index(root, pool, file_timeout=file_timeout, pdi_check=pdi_check,
+                      progress=progress, started=started)
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def _index(root: Path, pool: _Pool | None, *, file_timeout: float, pdi_check: bool,
+           progress: Callable[[int, int, int, int], None] | None, started: float) -> IndexedDisc:
     walk = walk_disc(root)
     problems = list(walk.problems)
     entries: list[dict] = []
@@ -739,7 +1119,7 @@ def index_disc(
                                   params={"what": item.what}))
         else:
             read_timeout = file_timeout + item.size / SLOW_READ_BYTES_PER_SECOND
-            tasks.append(_Task(len(tasks), "file", item.os_path, read_timeout, item.path, file_timeout))
+            tasks.append(_Task(0, "file", item.os_path, read_timeout, item.path, file_timeout))
     # The DICOMDIR first: its records are checked while the images are read.
     tasks.sort(key=lambda t: (t.path.upper() != DICOMDIR_NAME, t.path))
     pdi_report: dict = {}
@@ -748,7 +1128,9 @@ def index_disc(
     done = {"files": 0, "bytes": 0}
     if pdi_check:
         tasks.insert(1 if tasks and tasks[0].path.upper() == DICOMDIR_NAME else 0,
-                     _Task(-1, "pdi", str(root), file_timeout * 10, "(PDI check)", file_timeout * 10))
+                     _Task(0, "pdi", str(root), file_timeout * 10, "(PDI check)", file_timeout * 10))
+    for number, task in enumerate(tasks):
+        task.task_id = number
     dicomdir_ids: list[str] = []
     by_path = {item.path: item for item in walk.items}
 
@@ -789,7 +1171,8 @@ def index_disc(
             progress(done["files"], total_files, done["bytes"], total_bytes)
 
     if tasks:
-        run_tasks(tasks, root=root, workers=workers, memory_mb=memory_mb, on_result=on_result)
+        run_tasks(tasks, root=root, workers=len(pool.readers), memory_mb=pool.memory_mb,
+                  on_result=on_result, pool=pool)
     entries.sort(key=lambda e: e["path"])
     on_disc = {entry["path"].upper() for entry in entries}
     for file_id in dict.fromkeys(dicomdir_ids):

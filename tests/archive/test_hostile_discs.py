@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from archive.indexer import index_disc
 from archive.models import Study
 from archive.services import disc_import
 from tests.archive import discs
@@ -191,3 +192,33 @@ def test_a_disc_with_every_hostile_case_at_once(tmp_path, cast, make_media, sett
     result, entries = imported(spec, cast, make_media)
     assert set(made) <= set(reasons(result))
     assert any("offsets loop" in p["reason"] for p in result.problems)
+
+
+@pytest.mark.timeout(60)
+def test_a_reader_killed_mid_disc_is_replaced_and_the_files_it_held_are_read_again(tmp_path):
+    """Readers answer in batches, so one that dies holds finished but unsent files: each of them
+    is read again by its replacement; at most the file it was reading is reported."""
+    import psutil
+
+    spec = discs.ct_disc(tmp_path / "disc", files=200, series=2, with_dicomdir=False)
+    killed = []
+
+    def progress(files, total, done_bytes, total_bytes):
+        if files >= 20 and not killed:
+            servers = [p for p in psutil.Process().children() if "forkserver" in " ".join(p.cmdline())]
+            readers = [reader for server in servers for reader in server.children()]
+            readers[0].kill()
+            killed.append(readers[0].pid)
+
+    disc = index_disc(spec.root, workers=2, file_timeout=10, pdi_check=False, progress=progress)
+
+    assert killed
+    entries = {e["path"]: e for e in disc.entries}
+    assert set(entries) == set(spec.by_path())
+    crashed = [path for path, entry in entries.items() if entry["problem_code"] == "crashed"]
+    assert len(crashed) <= 1
+    for path, written in spec.by_path().items():
+        assert entries[path]["sha256"] == written.sha256, path  # a crashed file is hashed anyway
+        if path not in crashed:
+            assert entries[path]["sop_instance_uid"] == written.sop_instance_uid, path
+            assert entries[path]["problem_code"] == "", path
