@@ -53,6 +53,7 @@ from .custody import (
     media_transfer,
     tag_for,
 )
+from .inventory import inventory_station_read
 
 User = AbstractBaseUser
 logger = logging.getLogger(__name__)
@@ -162,6 +163,9 @@ def _scan_meaning(record: ScanRecord, *, device: ReaderDevice, found: StationRea
         record.message = _("Borrower for the next check-outs: %(name)s") % {"name": _name(user)}
         return
     if found.media_id is None:
+        if device.mode == ReaderMode.INVENTORY:  # an unknown tag is an inventory finding too
+            inventory_station_read(record, device=device, media=None)
+            return
         raise UnknownTag(
             _("Tag %(uid)s is not bound to any media. Bind it to a jacket or disc first.")
             % {"uid": record.uid},
@@ -215,9 +219,8 @@ def _other_mode(record: ScanRecord, *, media: Media, device: ReaderDevice, commo
             media=media, to_location=device.destination, to_holder=device.destination_holder, **common
         )
         record.message = _("%(code)s transferred") % {"code": media.code}
-    else:  # inventory: reads are recorded; the inventory session decides what they mean
-        record.outcome, record.code = ScanOutcome.OK, "inventory_read"
-        record.message = _("%(code)s read for inventory") % {"code": media.code}
+    else:  # inventory: the read goes to the station's open inventory, which says what it is
+        inventory_station_read(record, device=device, media=media)
         return False
     return True
 

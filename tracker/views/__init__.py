@@ -3,6 +3,7 @@ import json
 import time
 import uuid
 
+from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -18,8 +19,8 @@ from django.views.decorators.http import require_POST
 
 from .. import api, selectors, services
 from ..choices import ReaderMode, Role, ScanOutcome
-from ..exceptions import DomainError, error_body
-from ..models import Location, Media, ReaderDevice, ScanRecord
+from ..exceptions import DomainError, InvalidRequest, error_body
+from ..models import InventorySession, Location, Media, ReaderDevice, ScanRecord
 from ..permissions import STAFF_ROLES, has_role, roles_of
 
 API_PREFIX = "/api/"
@@ -143,6 +144,15 @@ def station_configure(request, name: str):
         destination=pick(Location, "code", request.POST.get("destination")),
         destination_holder=pick(User, "username", request.POST.get("destination_holder")),
     )
+    if "inventory" in request.POST:  # where the reads go in inventory mode
+        number = request.POST["inventory"].strip()
+        session = InventorySession.objects.filter(pk=number).first() if number.isdigit() else None
+        try:
+            if number and session is None:
+                raise InvalidRequest(_("There is no inventory %(id)s.") % {"id": number})
+            services.inventory_station_choose(device=device, session=session)
+        except DomainError as error:
+            messages.error(request, error.message)
     return redirect("station", name=device.name)
 
 
