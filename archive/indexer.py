@@ -441,6 +441,38 @@ def _is_explicit_le(syntax: str) -> bool:
     return known
 
 
+def plain_file_meta(head) -> tuple[str | None, str | None] | None:
+    """(Transfer Syntax UID, Media Storage SOP Class UID) of a well-formed file meta group (after
+    the preamble and "DICM"), stripped of padding, None where absent or empty; None for anything
+    pydicom might read otherwise (unknown VRs, odd lengths, not ASCII, several values)."""
+    pos, end, found = 132, len(head), {}
+    while pos + 8 <= end:
+        group, element = _unpack_tag(head, pos)
+        if group != 0x0002:
+            break
+        vr = bytes(head[pos + 4:pos + 6])
+        if vr in LONG_VRS:
+            if pos + 12 > end:
+                return None
+            length, value_at = _unpack_u32(head, pos + 8)[0], pos + 12
+        elif vr in KNOWN_VRS:
+            length, value_at = _unpack_u16(head, pos + 6)[0], pos + 8
+        else:
+            return None
+        if length == UNDEFINED or value_at + length > end:
+            return None
+        if element in (0x0002, 0x0010):
+            raw = bytes(head[value_at:value_at + length])
+            if vr != b"UI" or not raw.isascii() or b"\\" in raw:
+                return None
+            found[element] = raw.decode("ascii").strip("\x00 ") or None
+        pos = value_at + length
+    else:
+        if pos != end:
+            return None  # a few bytes that are not a whole element header
+    return found.get(0x0010), found.get(0x0002)
+
+
 def _skip_items(head, pos: int, end: int, undefined: bool, depth: int, budget: list[int]) -> int:
     """Past the items of a sequence value (which starts at pos); raises _Unusual on anything odd."""
     if depth > SCAN_MAX_DEPTH:

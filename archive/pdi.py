@@ -44,6 +44,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.uid import UID
 
+from archive.indexer import plain_file_meta
+
 SCHEMA = 1
 MAX_PATHS = 20
 MAX_ENTRIES = 200_000  # files + folders walked; a real DVD holds a few tens of thousands
@@ -286,6 +288,9 @@ def _file_meta(head: bytes) -> _DicomFile:
     """Transfer syntax and SOP class from the file meta group, parsed from bytes in memory."""
     # pydicom's read_file_meta_info opens the path itself; parsing a bounded copy means a huge
     # declared length can at worst read to the end of these bytes.
+    plain = plain_file_meta(head)  # the usual group without pydicom (a third of an import's check)
+    if plain is not None:
+        return _DicomFile(*(_clean(value, 64) if value else None for value in plain))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -13,5 +13,10 @@ if os.environ.get("DJANGO_SETTINGS_MODULE"):
 
         if not apps.ready and not apps.loading:
             django.setup()
+        from django.utils import translation
+
+        from archive import pdi  # noqa: F401
+
+        translation.gettext("DICOMDIR")  # loads the catalogues here once, not in every reader
     except Exception:  # noqa: BLE001  a reader that needs Django sets it up itself, and says why not
         pass

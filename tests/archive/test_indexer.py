@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from pydicom.data import get_testdata_file
 from pydicom.fileset import FileSet
 
-from archive.indexer import _file_meta, describe, index_disc, scan_header
+from archive.indexer import _file_meta, describe, index_disc, plain_file_meta, scan_header
 from archive.models import DiscManifest, Series, Study
 from archive.services import disc_import
 from tests.archive import discs
@@ -228,3 +228,34 @@ def test_it_records_the_patient_name_as_written(tmp_path, cast, make_media):
     spec = discs.ct_disc(tmp_path / "disc", files=3, series=1, patient_id="MRN-NAME")
     disc_import(root=spec.root, media=make_media("CD-NAME", kind=MediaKind.CD), actor=cast["staff"])
     assert Study.objects.get(study_instance_uid=spec.study_instance_uid).patient.name == "TEST^DISC"
+
+
+def test_the_plain_file_meta_read_gives_what_pydicom_gives(tmp_path):
+    """The PDI check reads each file's meta group with plain_file_meta when it is well formed;
+    whatever that accepts, pydicom reads the same (and the rest is left to pydicom)."""
+    from io import BytesIO
+
+    from pydicom.filereader import _read_file_meta_info, read_preamble
+
+    discs.ct_disc(tmp_path / "dcmtk", files=6, series=2, dicomdir_tool="dcmmkdir")
+    for make in (discs.huge_length_file, discs.deflate_bomb_file, discs.not_dicom_file):
+        make(tmp_path / "bad")
+    source = Path(get_testdata_file("CT_small.dcm", download=False)).parent
+    plain_ones = 0
+    for path in [p for p in sorted(source.rglob("*")) + sorted(tmp_path.rglob("*")) if p.is_file()]:
+        head = path.read_bytes()[:8192]
+        if len(head) < 132 or head[128:132] != b"DICM":
+            continue
+        plain = plain_file_meta(head)
+        if plain is None:
+            continue
+        plain_ones += 1
+        fp = BytesIO(head)
+        read_preamble(fp, False)
+        meta = _read_file_meta_info(fp)
+        expected = tuple(
+            str(meta.get(keyword)).strip("\x00 ") or None if meta.get(keyword) else None
+            for keyword in ("TransferSyntaxUID", "MediaStorageSOPClassUID")
+        )
+        assert plain == expected, path
+    assert plain_ones > 150
