@@ -1,6 +1,7 @@
 """The sweep with a frozen clock moving across due dates: flags raised once, cleared with their own
 event when the item turns up, reminders logged and spaced out; running it twice adds nothing."""
 import json
+import socket
 from datetime import timedelta
 from io import StringIO
 
@@ -242,6 +243,22 @@ def test_a_borrower_without_an_address_gets_a_clear_note_not_a_crash(make_media,
     with pytest.raises(NotOnLoan):
         services.loan_remind(loan=loan, actor=cast["staff"])
     assert events(EventKind.REMINDER_SENT) == 0
+
+
+def test_a_mail_server_that_cannot_be_reached_records_nothing_and_the_next_pass_retries(lent, settings):
+    media, loan, start = lent
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", port, 2
+    result = services.sweep(now=start + timedelta(hours=2))
+    assert (result.reminders_sent, result.reminders_failed) == (0, 1)
+    assert result.raised[FlagKind.OVERDUE] == 1  # the flags do not wait for the mail
+    assert not Reminder.objects.exists() and events(EventKind.REMINDER_SENT) == 0
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    result = services.sweep(now=start + timedelta(hours=3))
+    assert (result.reminders_sent, result.reminders_failed) == (1, 0)
 
 
 # --- the command ---------------------------------------------------------------------------------

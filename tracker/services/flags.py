@@ -23,8 +23,10 @@ code, never the patient.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from smtplib import SMTPException
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -48,6 +50,8 @@ __all__ = [
     "reminders_send",
     "sweep",
 ]
+
+log = logging.getLogger(__name__)
 
 # Defaults; a site changes them in settings (FLAG_TRANSIT_HOURS, FLAG_NOT_SEEN_DAYS,
 # REMINDER_EVERY_DAYS), read at each call so tests and a running loop see a change.
@@ -295,6 +299,7 @@ class SweepResult:
     reminders_sent: int = 0
     # Borrowers of overdue loans who could not be reminded: they have no e-mail address.
     without_address: list = field(default_factory=list)
+    reminders_failed: int = 0  # the mail server refused or could not be reached
     requests_expired: int = 0
 
     def as_json(self) -> dict:
@@ -319,7 +324,9 @@ def sweep(*, now: datetime | None = None, remind: bool = True) -> SweepResult:
         result.raised[kind] = _until_done(_raise_batch, kind, now)
     result.requests_expired = _expire_requests(now)
     if remind:
-        result.reminders_sent, result.without_address = reminders_send(now=now)
+        reminders = reminders_send(now=now)
+        result.reminders_sent, result.without_address = reminders.sent, reminders.without_address
+        result.reminders_failed = reminders.failed
     return result
 
 
@@ -344,26 +351,41 @@ def reminders_due(*, now: datetime | None = None):
     return _overdue_loans(now).filter(~_reminded_since(now - reminder_interval()))
 
 
-def reminders_send(*, now: datetime | None = None) -> tuple[int, list[str]]:
-    """Send the automatic reminders that are due; returns how many were sent and the usernames
-    of borrowers who could not be reminded (no e-mail address)."""
+@dataclass
+class Reminders:
+    sent: int
+    without_address: list  # usernames of borrowers with no e-mail address
+    failed: int  # the mail server refused or could not be reached
+
+
+def reminders_send(*, now: datetime | None = None) -> Reminders:
+    """Send the automatic reminders that are due (one mail and one event each); a mail that
+    cannot be sent records nothing and is tried again by the next pass."""
     now = _now(now)
     due = reminders_due(now=now)
     without_address = sorted(
         set(due.filter(borrower__email="").values_list("borrower__username", flat=True))
     )
-    sent = 0
+    sent = failed = 0
     for loan in due.exclude(borrower__email="").select_related("borrower").order_by("due_at", "pk"):
-        if _remind(loan=loan, actor=None, now=now, automatic=True) is not None:
-            sent += 1
-    return sent, without_address
+        try:
+            reminder = _remind(loan=loan, actor=None, now=now, automatic=True)
+        except (SMTPException, OSError) as exc:
+            # Nothing was recorded for this loan; the next pass tries again.
+            failed += 1
+            log.warning("Reminder for loan %s not sent: %s", loan.pk, exc)
+            continue
+        sent += reminder is not None
+    return Reminders(sent, without_address, failed)
 
 
 @transaction.atomic
 def loan_remind(*, loan: Loan, actor: User, now: datetime | None = None, event_id=None) -> Reminder:
     """Staff send the borrower of an open loan a reminder now (one `reminder_sent` event)."""
     request = EventRequest(EventKind.REMINDER_SENT, media=loan.media, actor=actor, event_id=event_id)
-    if prior := ledger.replayed(request):
+    # Only a retry needs the look-up (which takes the ledger lock): otherwise the lock is taken
+    # after the mail has gone, so stations never wait on the mail server.
+    if event_id is not None and (prior := ledger.replayed(request)):
         return Reminder.objects.get(seq=prior.seq)
     if loan.returned_at is not None:
         raise NotOnLoan(

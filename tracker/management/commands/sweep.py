@@ -86,6 +86,16 @@ class Command(BaseCommand):
                 _("No e-mail address, so not reminded of overdue loans: %(names)s. Add an address "
                   "to their accounts or call them.") % {"names": ", ".join(result.without_address)}
             )
+        if result.reminders_failed:
+            self.stderr.write(
+                ngettext(
+                    "%(n)d reminder could not be sent (mail server unreachable or refusing); the "
+                    "next pass tries again. Check the EMAIL_* settings.",
+                    "%(n)d reminders could not be sent (mail server unreachable or refusing); the "
+                    "next pass tries again. Check the EMAIL_* settings.",
+                    result.reminders_failed,
+                ) % {"n": result.reminders_failed}
+            )
         if result.requests_expired:
             self.stdout.write(
                 ngettext("%(n)d loan request expired.", "%(n)d loan requests expired.",
