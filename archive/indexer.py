@@ -847,7 +847,7 @@ def _read_one(root_fd: int, os_path: str, on_read: Callable[[], None] = lambda: 
 _memory_mb = 0
 # A reader sends its results in batches of this many (or sooner: when it runs out of work, or
 # when the oldest unsent result has waited FLUSH_SECONDS); the parent keeps 2 × BATCH handed out.
-BATCH = 16
+BATCH = 32
 FLUSH_SECONDS = 0.1
 # The parent wakes at least this often to compare each reader's running file with its deadline.
 WATCH_SECONDS = 0.25
@@ -861,7 +861,7 @@ def _status_word(task_id: int, parsing: bool, base: float) -> int:
     return ms << (_TASK_BITS + 1) | int(parsing) << _TASK_BITS | (task_id + 1)
 
 
-def _worker_main(conn, root: str, memory_mb: int, status, base: float) -> None:
+def _worker_main(conn, root: str, memory_mb: int, status, base: float, batch: int) -> None:
     """A reader process: takes lists of (task_id, kind, os_path) and sends back lists of
     (task_id, plain dict); never touches a database. Before each file it writes what it is
     doing into `status` (shared memory), which is how the parent times a file without a message."""
@@ -911,7 +911,7 @@ def _worker_main(conn, root: str, memory_mb: int, status, base: float) -> None:
         if not out:
             oldest = time.monotonic()
         out.append((task_id, result))
-        if len(out) >= BATCH or time.monotonic() - oldest > FLUSH_SECONDS:
+        if len(out) >= batch or time.monotonic() - oldest > FLUSH_SECONDS:
             conn.send(out)
             out = []
 
@@ -962,7 +962,7 @@ class _Reader:
         self.status = ctx.RawValue("Q", 0)
         self.base = base
         self.memory_mb = memory_mb
-        self.process = ctx.Process(target=_worker_main, args=(child, root, memory_mb, self.status, base),
+        self.process = ctx.Process(target=_worker_main, args=(child, root, memory_mb, self.status, base, BATCH),
                                    daemon=True)
         self.process.start()
         child.close()
