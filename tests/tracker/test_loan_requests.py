@@ -1,4 +1,6 @@
-"""Loan requests, the queue on an item, due dates by policy, and renewals (issue 6, points 1 and 3)."""
+"""Loan requests, the queue on an item, due dates by policy, and renewals (issue 6, points 1
+and 3)."""
+
 import uuid
 from datetime import timedelta
 
@@ -71,7 +73,10 @@ def test_staff_may_lend_out_of_turn_only_with_a_reason_which_is_recorded(cast, m
     held = approved(ask(cast["doctor"], media=jacket), cast["staff"])
 
     loan = services.media_check_out(
-        media=jacket, borrower=cast["doctor2"], actor=cast["staff"], queue_override="Emergency surgery"
+        media=jacket,
+        borrower=cast["doctor2"],
+        actor=cast["staff"],
+        queue_override="Emergency surgery",
     )
 
     payload = CustodyEvent.objects.get(seq=loan.out_seq).payload
@@ -102,7 +107,9 @@ def test_a_patient_request_is_approved_with_one_of_the_patients_items(cast, make
     request = approved(request, cast["staff"], media=theirs)
 
     assert (request.status, request.media, request.decided_by) == (
-        RequestStatus.APPROVED, theirs, cast["staff"]
+        RequestStatus.APPROVED,
+        theirs,
+        cast["staff"],
     )
     assert services.queue_position(request) == 1
 
@@ -131,7 +138,9 @@ def test_a_study_request_needs_an_item_that_holds_the_study(cast, make_media, as
         ({"needed_from": -5, "needed_until": -2}, "has already passed"),
     ],
 )
-def test_a_request_needs_something_to_lend_a_purpose_and_sensible_dates(cast, make_media, ask, change, message):
+def test_a_request_needs_something_to_lend_a_purpose_and_sensible_dates(
+    cast, make_media, ask, change, message
+):
     today = timezone.localdate()
     kwargs = {"media": make_media("FJ-1")}
     for key, value in change.items():
@@ -163,9 +172,13 @@ def test_a_denial_needs_a_reason_which_the_requester_reads(cast, make_media, ask
         services.loan_request_deny(request=request, actor=cast["staff"], reason="  ")
     assert events() == before
 
-    request = services.loan_request_deny(request=request, actor=cast["staff"], reason="Lent to court")
+    request = services.loan_request_deny(
+        request=request, actor=cast["staff"], reason="Lent to court"
+    )
     assert (request.status, request.reason, request.decided_by) == (
-        RequestStatus.DENIED, "Lent to court", cast["staff"]
+        RequestStatus.DENIED,
+        "Lent to court",
+        cast["staff"],
     )
     with pytest.raises(RequestClosed, match="denied; it cannot be approved"):
         approved(request, cast["staff"])
@@ -176,7 +189,10 @@ def test_only_the_requester_or_staff_can_cancel(cast, make_media, ask):
 
     with pytest.raises(NotAllowed):
         services.loan_request_cancel(request=request, actor=cast["doctor2"])
-    assert services.loan_request_cancel(request=request, actor=cast["doctor"]).status == RequestStatus.CANCELLED
+    assert (
+        services.loan_request_cancel(request=request, actor=cast["doctor"]).status
+        == RequestStatus.CANCELLED
+    )
 
 
 # --- expiry -----------------------------------------------------------------------------------
@@ -208,7 +224,9 @@ def test_due_dates_follow_the_borrowers_role_and_the_destination(cast, places, m
     LoanPolicy.objects.create(name="clinicians", borrower_role=Role.CLINICIAN, loan_days=7)
     LoanPolicy.objects.create(name="other hospital", destination_kind="external", loan_days=30)
     LoanPolicy.objects.create(
-        name="clinicians, other hospital", borrower_role=Role.CLINICIAN, destination_kind="external",
+        name="clinicians, other hospital",
+        borrower_role=Role.CLINICIAN,
+        destination_kind="external",
         loan_days=21,
     )
     start = timezone.now()
@@ -239,7 +257,9 @@ def test_a_role_rule_beats_a_destination_rule_of_equal_specificity(cast, places,
 
 def test_renewals_follow_the_policy_limit_and_count_from_the_old_due_date(cast, make_media):
     LoanPolicy.objects.create(name="short", loan_days=7, max_renewals=2)
-    loan = services.media_check_out(media=make_media(), borrower=cast["doctor"], actor=cast["staff"])
+    loan = services.media_check_out(
+        media=make_media(), borrower=cast["doctor"], actor=cast["staff"]
+    )
     first_due = loan.due_at
 
     loan = services.loan_renew(loan=loan, actor=cast["doctor"])
@@ -259,7 +279,10 @@ def test_renewal_is_refused_while_a_colleague_waits_and_says_since_when(cast, ma
     waiting = ask(cast["doctor2"], media=jacket)  # pending is waiting too
     since = timezone.localtime(waiting.created_at).strftime("%Y-%m-%d %H:%M")
 
-    with pytest.raises(RenewalRefused, match=f"A colleague is waiting for FJ-1: Doctor2 has asked for it since {since}"):
+    with pytest.raises(
+        RenewalRefused,
+        match=f"A colleague is waiting for FJ-1: Doctor2 has asked for it since {since}",
+    ):
         services.loan_renew(loan=loan, actor=cast["doctor"])
 
     services.loan_request_cancel(request=waiting, actor=cast["doctor2"])
@@ -267,7 +290,9 @@ def test_renewal_is_refused_while_a_colleague_waits_and_says_since_when(cast, ma
 
 
 def test_a_clinician_renews_only_their_own_loans(cast, make_media):
-    loan = services.media_check_out(media=make_media(), borrower=cast["doctor"], actor=cast["staff"])
+    loan = services.media_check_out(
+        media=make_media(), borrower=cast["doctor"], actor=cast["staff"]
+    )
 
     with pytest.raises(NotAllowed, match="only your own loans"):
         services.loan_renew(loan=loan, actor=cast["doctor2"])
@@ -292,18 +317,24 @@ def test_a_replayed_event_id_returns_the_same_request_and_records_nothing(cast, 
 
     deny_key = uuid.uuid4()
     services.loan_request_deny(request=request, actor=cast["staff"], reason="No", event_id=deny_key)
-    replay = services.loan_request_deny(request=request, actor=cast["staff"], reason="No", event_id=deny_key)
+    replay = services.loan_request_deny(
+        request=request, actor=cast["staff"], reason="No", event_id=deny_key
+    )
     assert replay.status == RequestStatus.DENIED and events() == before + 1
 
 
-def test_the_projection_rebuilds_requests_and_renewals_from_the_ledger(cast, make_media, ask, places):
+def test_the_projection_rebuilds_requests_and_renewals_from_the_ledger(
+    cast, make_media, ask, places
+):
     patient = Patient.objects.create(patient_id="MRN-1")
     jacket, disc = make_media("FJ-1", patient=patient), make_media("CD-1")
     first = approved(ask(cast["doctor"], media=jacket, destination=places["clinic"]), cast["staff"])
     services.loan_request_ready(request=first, actor=cast["staff"])
     loan = services.media_check_out(media=jacket, borrower=cast["doctor"], actor=cast["staff"])
     services.loan_renew(loan=loan, actor=cast["doctor"])
-    services.loan_request_deny(request=ask(cast["doctor2"], media=disc), actor=cast["staff"], reason="x")
+    services.loan_request_deny(
+        request=ask(cast["doctor2"], media=disc), actor=cast["staff"], reason="x"
+    )
     approved(ask(cast["doctor2"], patient=patient), cast["staff"], media=jacket)
     services.loan_request_cancel(request=ask(cast["doctor"], media=disc), actor=cast["doctor"])
     ask(cast["doctor2"], media=disc, needed_until=timezone.localdate())

@@ -4,6 +4,7 @@ Events name a request by its `created_seq` (the seq of its request_made event), 
 keeps, unlike the row's id. A check-out that fulfils a request names it the same way (payload
 "request"); this module's checked_out handler runs the package's own first (it opens the Loan).
 """
+
 from __future__ import annotations
 
 from django.utils.dateparse import parse_date, parse_datetime
@@ -43,14 +44,18 @@ def _requests_of(event: CustodyEvent):
 
 def _approved(event: CustodyEvent) -> None:
     _requests_of(event).update(
-        status=RequestStatus.APPROVED, media_id=event.media_id, decided_by_id=event.actor_id,
+        status=RequestStatus.APPROVED,
+        media_id=event.media_id,
+        decided_by_id=event.actor_id,
         decided_at=event.received_at,
     )
 
 
 def _denied(event: CustodyEvent) -> None:
     _requests_of(event).update(
-        status=RequestStatus.DENIED, decided_by_id=event.actor_id, decided_at=event.received_at,
+        status=RequestStatus.DENIED,
+        decided_by_id=event.actor_id,
+        decided_at=event.received_at,
         reason=event.payload["reason"],
     )
 
@@ -97,9 +102,22 @@ def snapshot() -> dict:
     return {
         "loan_requests": set(
             LoanRequest.objects.values_list(
-                "created_seq", "requester_id", "patient_id", "study_id", "media_id", "needed_from",
-                "needed_until", "purpose", "destination_id", "status", "created_at", "expires_at",
-                "decided_by_id", "decided_at", "reason", "loan__out_seq",
+                "created_seq",
+                "requester_id",
+                "patient_id",
+                "study_id",
+                "media_id",
+                "needed_from",
+                "needed_until",
+                "purpose",
+                "destination_id",
+                "status",
+                "created_at",
+                "expires_at",
+                "decided_by_id",
+                "decided_at",
+                "reason",
+                "loan__out_seq",
             )
         )
     }

@@ -24,6 +24,7 @@ The rules a file room runs by, as decided here:
   Refused past the policy's renewals, or while a colleague waits for the item; a clinician may
   renew only their own loans.
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
@@ -130,7 +131,7 @@ def request_queue(media: Media) -> list[LoanRequest]:
 
 
 def next_in_queue(media: Media) -> LoanRequest | None:
-    """The request the item is offered to next (when it comes back, or now if it is on the shelf)."""
+    """The request the item is offered to next (when it comes back, or now if on the shelf)."""
     queue = request_queue(media)
     return queue[0] if queue else None
 
@@ -156,7 +157,9 @@ def loan_requests_waiting(*, media: Media, besides=None) -> QuerySet[LoanRequest
     return waiting.order_by("created_seq")
 
 
-def loan_policy_for(*, media: Media, destination: Location | None, borrower=None) -> LoanPolicy | None:
+def loan_policy_for(
+    *, media: Media, destination: Location | None, borrower=None
+) -> LoanPolicy | None:
     """The loan policy for this item, destination and borrower; None when no rule matches.
 
     A rule matches when each field it sets fits (media kind, destination kind, one of the
@@ -225,14 +228,22 @@ def loan_request_make(
 ) -> LoanRequest:
     """Ask the file room for an item, a patient's media or a study's, for dates and a purpose."""
     purpose = (purpose or "").strip()
-    payload = {"needed_from": _day(needed_from), "needed_until": _day(needed_until), "purpose": purpose}
+    payload = {
+        "needed_from": _day(needed_from),
+        "needed_until": _day(needed_until),
+        "purpose": purpose,
+    }
     if patient is not None:
         payload["patient_id"] = patient.patient_id
     if study is not None:
         payload["study"] = study.study_instance_uid
     event_request = EventRequest(
-        EventKind.REQUEST_MADE, media=media, actor=requester, to_location=destination,
-        event_id=event_id, asked=payload,
+        EventKind.REQUEST_MADE,
+        media=media,
+        actor=requester,
+        to_location=destination,
+        event_id=event_id,
+        asked=payload,
     )
     if prior := ledger.replayed(event_request):
         return LoanRequest.objects.get(created_seq=prior.seq)
@@ -303,7 +314,10 @@ def loan_request_approve(
     the request then queues on that item."""
     media = media or (Media(pk=request.media_id) if request.media_id else None)
     event_request = EventRequest(
-        EventKind.REQUEST_APPROVED, media=media, actor=actor, event_id=event_id,
+        EventKind.REQUEST_APPROVED,
+        media=media,
+        actor=actor,
+        event_id=event_id,
         asked={"request": request.created_seq},
     )
     if replay := _replayed_request(event_request, request):
@@ -312,11 +326,13 @@ def loan_request_approve(
     _refuse_unless(request, [RequestStatus.PENDING], _("approved"))
     if media is None:
         raise InvalidRequest(
-            _("Request %(id)s names no item: choose the jacket or disc to lend.") % {"id": request.pk}
+            _("Request %(id)s names no item: choose the jacket or disc to lend.")
+            % {"id": request.pk}
         )
     if request.media_id is not None and media.pk != request.media_id:
         raise InvalidRequest(
-            _("Request %(id)s is for another item; approve it as asked or deny it.") % {"id": request.pk}
+            _("Request %(id)s is for another item; approve it as asked or deny it.")
+            % {"id": request.pk}
         )
     media = _locked(media)
     if request.media_id is None:
@@ -326,20 +342,26 @@ def loan_request_approve(
 
 
 @transaction.atomic
-def loan_request_deny(*, request: LoanRequest, actor: User, reason: str, event_id=None) -> LoanRequest:
+def loan_request_deny(
+    *, request: LoanRequest, actor: User, reason: str, event_id=None
+) -> LoanRequest:
     """Turn a request down (staff), saying why: the requester reads the reason."""
     reason = (reason or "").strip()
     payload = {"request": request.created_seq, "reason": reason}
     event_request = EventRequest(
-        EventKind.REQUEST_DENIED, media=Media(pk=request.media_id) if request.media_id else None,
-        actor=actor, event_id=event_id, asked=payload,
+        EventKind.REQUEST_DENIED,
+        media=Media(pk=request.media_id) if request.media_id else None,
+        actor=actor,
+        event_id=event_id,
+        asked=payload,
     )
     if replay := _replayed_request(event_request, request):
         return replay
     request = _request_locked(request)
     if not reason:
         raise InvalidRequest(
-            _("Give a reason for denying request %(id)s; the requester will read it.") % {"id": request.pk}
+            _("Give a reason for denying request %(id)s; the requester will read it.")
+            % {"id": request.pk}
         )
     if len(reason) > 300:
         raise InvalidRequest(_("Keep the reason under 300 characters."))
@@ -352,8 +374,11 @@ def loan_request_deny(*, request: LoanRequest, actor: User, reason: str, event_i
 def loan_request_ready(*, request: LoanRequest, actor: User, event_id=None) -> LoanRequest:
     """The item is pulled and waiting at the desk for the requester (staff)."""
     event_request = EventRequest(
-        EventKind.REQUEST_READY, media=Media(pk=request.media_id) if request.media_id else None,
-        actor=actor, event_id=event_id, asked={"request": request.created_seq},
+        EventKind.REQUEST_READY,
+        media=Media(pk=request.media_id) if request.media_id else None,
+        actor=actor,
+        event_id=event_id,
+        asked={"request": request.created_seq},
     )
     if replay := _replayed_request(event_request, request):
         return replay
@@ -370,8 +395,12 @@ def loan_request_ready(*, request: LoanRequest, actor: User, event_id=None) -> L
     if head is not None and head.pk != request.pk:
         raise QueueAhead(
             _("%(name)s's request %(id)s (made %(since)s) comes first for %(code)s.")
-            % {"name": _name(head.requester), "id": head.pk, "since": _when(head.created_at),
-               "code": media.code},
+            % {
+                "name": _name(head.requester),
+                "id": head.pk,
+                "since": _when(head.created_at),
+                "code": media.code,
+            },
             request=head.pk,
         )
     _record(event_request, payload={"request": request.created_seq})
@@ -382,14 +411,20 @@ def loan_request_ready(*, request: LoanRequest, actor: User, event_id=None) -> L
 def loan_request_cancel(*, request: LoanRequest, actor: User, event_id=None) -> LoanRequest:
     """Withdraw a request: the requester's own, or any request for staff."""
     event_request = EventRequest(
-        EventKind.REQUEST_CANCELLED, media=Media(pk=request.media_id) if request.media_id else None,
-        actor=actor, event_id=event_id, asked={"request": request.created_seq},
+        EventKind.REQUEST_CANCELLED,
+        media=Media(pk=request.media_id) if request.media_id else None,
+        actor=actor,
+        event_id=event_id,
+        asked={"request": request.created_seq},
     )
     if replay := _replayed_request(event_request, request):
         return replay
     request = _request_locked(request)
     if request.requester_id != actor.pk and not _is_staff(actor):
-        raise NotAllowed(_("Only the person who made request %(id)s or the file room can cancel it.") % {"id": request.pk})
+        raise NotAllowed(
+            _("Only the person who made request %(id)s or the file room can cancel it.")
+            % {"id": request.pk}
+        )
     _refuse_unless(request, OPEN_STATUSES, _("cancelled"))
     _record(event_request, payload={"request": request.created_seq})
     return LoanRequest.objects.get(pk=request.pk)
@@ -400,12 +435,15 @@ def loan_requests_expire(*, now: datetime | None = None) -> list[LoanRequest]:
     each; running it again finds nothing new. Each expiry is its own transaction, so one
     request's trouble does not hold back the others."""
     now = now or timezone.now()
-    due = LoanRequest.objects.filter(status__in=OPEN_STATUSES, expires_at__lte=now).order_by("created_seq")
+    due = LoanRequest.objects.filter(status__in=OPEN_STATUSES, expires_at__lte=now).order_by(
+        "created_seq"
+    )
     expired = []
     for request in due:
         with transaction.atomic():
             event_request = EventRequest(
-                EventKind.REQUEST_EXPIRED, media=Media(pk=request.media_id) if request.media_id else None,
+                EventKind.REQUEST_EXPIRED,
+                media=Media(pk=request.media_id) if request.media_id else None,
             )
             ledger.replayed(event_request)  # takes the ledger lock
             request = _request_locked(request)
@@ -447,10 +485,16 @@ def check_out_claims(
         reason = (queue_override or "").strip()
         if not reason:
             raise QueueAhead(
-                _("%(code)s is held for %(name)s (request %(id)s, waiting since %(since)s). Lend it "
-                  "to them, or give a reason to lend it out of turn.")
-                % {"code": media.code, "name": _name(head.requester), "id": head.pk,
-                   "since": _when(head.created_at)},
+                _(
+                    "%(code)s is held for %(name)s (request %(id)s, waiting since %(since)s). "
+                    "Lend it to them, or give a reason to lend it out of turn."
+                )
+                % {
+                    "code": media.code,
+                    "name": _name(head.requester),
+                    "id": head.pk,
+                    "since": _when(head.created_at),
+                },
                 media=media.code,
                 request=head.pk,
             )
@@ -466,8 +510,11 @@ def loan_renew(*, loan: Loan, actor: User, now: datetime | None = None, event_id
     """Extend a loan by one policy period (see the module's docstring for the rules)."""
     now = now or timezone.now()
     event_request = EventRequest(
-        EventKind.LOAN_RENEWED, media=Media(pk=loan.media_id), actor=actor,
-        holder=loan.borrower if loan.borrower_id else None, event_id=event_id,
+        EventKind.LOAN_RENEWED,
+        media=Media(pk=loan.media_id),
+        actor=actor,
+        holder=loan.borrower if loan.borrower_id else None,
+        event_id=event_id,
         asked={"loan": loan.out_seq},
     )
     if ledger.replayed(event_request):
@@ -478,7 +525,9 @@ def loan_renew(*, loan: Loan, actor: User, now: datetime | None = None, event_id
         raise NotOnLoan(exc.message) from exc
     loan = Loan.objects.select_related("borrower").get(pk=loan.pk)
     if loan.borrower_id != actor.pk and not _is_staff(actor):
-        raise NotAllowed(_("You can renew only your own loans; ask the file room to renew this one."))
+        raise NotAllowed(
+            _("You can renew only your own loans; ask the file room to renew this one.")
+        )
     if loan.returned_at is not None:
         raise NotOnLoan(
             _("%(code)s was returned on %(when)s; this loan cannot be renewed.")
@@ -488,10 +537,16 @@ def loan_renew(*, loan: Loan, actor: User, now: datetime | None = None, event_id
     waiting = loan_requests_waiting(media=media, besides=loan.borrower).first()
     if waiting is not None:
         raise RenewalRefused(
-            _("A colleague is waiting for %(code)s: %(name)s has asked for it since %(since)s. "
-              "Please return it by %(due)s.")
-            % {"code": media.code, "name": _name(waiting.requester), "since": _when(waiting.created_at),
-               "due": _when(loan.due_at)},
+            _(
+                "A colleague is waiting for %(code)s: %(name)s has asked for it since %(since)s. "
+                "Please return it by %(due)s."
+            )
+            % {
+                "code": media.code,
+                "name": _name(waiting.requester),
+                "since": _when(waiting.created_at),
+                "due": _when(loan.due_at),
+            },
             media=media.code,
             request=waiting.pk,
         )
@@ -499,8 +554,10 @@ def loan_renew(*, loan: Loan, actor: User, now: datetime | None = None, event_id
     allowed = policy.max_renewals if policy else DEFAULT_MAX_RENEWALS
     if loan.renewals >= allowed:
         raise RenewalRefused(
-            _("%(code)s has been renewed %(count)d times, the most its loan policy allows. "
-              "Please return it by %(due)s.")
+            _(
+                "%(code)s has been renewed %(count)d times, the most its loan policy allows. "
+                "Please return it by %(due)s."
+            )
             % {"code": media.code, "count": loan.renewals, "due": _when(loan.due_at)},
             media=media.code,
         )

@@ -1,5 +1,350 @@
-"""Pages: loan requests (clinicians ask, staff decide) and the queue."""
+"""Pages: loan requests (clinicians ask, staff decide) and the queue.
+
+"My requests" (`loan-requests-mine`): anyone but an auditor asks for an item, a patient's media or
+a study's, sees each request's status and place in the queue, cancels, and renews their loans.
+The file room's queue (`loan-requests-queue`): pending requests to approve or deny, approved ones
+by item (on the shelf: pull and mark ready; on loan: who waits), and those ready at the desk.
+Every form posts, the service decides, and the page comes back with what happened."""
+
 from __future__ import annotations
 
+from datetime import date
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import path
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from archive.models import Patient, Study
+
+from .. import selectors, services
+from ..api.loan_requests import REQUESTER_ROLES, loan_request_list
+from ..choices import MediaStatus, RequestStatus
+from ..exceptions import DomainError
+from ..models import Loan, LoanRequest, Location, Media
+from ..permissions import READ_ALL_ROLES, STAFF_ROLES, has_role
+
+OPEN = (RequestStatus.PENDING, RequestStatus.APPROVED, RequestStatus.READY)
+
+
+def _may_ask(user) -> bool:
+    return has_role(user, REQUESTER_ROLES)
+
+
+def _staff_only(user) -> None:
+    if not has_role(user, STAFF_ROLES):
+        raise PermissionDenied
+
+
+def _request_or_404(request, pk: int) -> LoanRequest:
+    found = loan_request_list(user=request.user).filter(pk=pk).first()
+    if found is None:
+        raise Http404(_("There is no loan request %(id)s that you may see.") % {"id": pk})
+    return found
+
+
+def _back(request, default: str):
+    """Return to the page the form was on (only a path on this site)."""
+    target = request.POST.get("next", "")
+    return redirect(target if target.startswith("/") and not target.startswith("//") else default)
+
+
+def _parse_day(value: str) -> date | None:
+    try:
+        return date.fromisoformat((value or "").strip())
+    except ValueError:
+        return None
+
+
+@login_required
+def my_requests(request):
+    """The requester's own requests (open first) and loans, and the form to ask for more."""
+    mine = list(
+        LoanRequest.objects.filter(requester=request.user)
+        .select_related("media", "patient", "study", "destination", "decided_by")
+        .order_by("-created_seq")[:100]
+    )
+    for each in mine:
+        each.position = services.queue_position(each)
+        each.is_open = each.status in OPEN
+    loans = Loan.objects.filter(borrower=request.user, returned_at__isnull=True).select_related(
+        "media", "destination"
+    )
+    today = timezone.localdate()
+    return render(
+        request,
+        "tracker/loan_requests/mine.html",
+        {
+            "requests": mine,
+            "loans": loans,
+            "may_ask": _may_ask(request.user),
+            "places": Location.objects.filter(is_active=True).exclude(kind="transit"),
+            "form": request.session.pop("loan_request_form", None)
+            or {
+                "needed_from": today.isoformat(),
+                "needed_until": today.isoformat(),
+                "media": request.GET.get("media", ""),
+                "patient": request.GET.get("patient", ""),
+            },
+        },
+    )
+
+
+@login_required
+@require_POST
+def request_make(request):
+    if not _may_ask(request.user):
+        raise PermissionDenied
+    form = request.POST
+    errors = []
+    media = patient = study = destination = None
+    if code := form.get("media", "").strip():
+        media = Media.objects.filter(code=code).first() or errors.append(
+            _("No media has the code %(code)s.") % {"code": code}
+        )
+    if patient_id := form.get("patient", "").strip():
+        patient = Patient.objects.filter(patient_id=patient_id).first() or errors.append(
+            _("No patient has the ID %(id)s.") % {"id": patient_id}
+        )
+    if uid := form.get("study", "").strip():
+        study = Study.objects.filter(study_instance_uid=uid).first() or errors.append(
+            _("No study has the UID %(uid)s.") % {"uid": uid}
+        )
+    if place := form.get("destination", "").strip():
+        destination = Location.objects.filter(code=place).first()
+    needed_from, needed_until = (
+        _parse_day(form.get("needed_from")),
+        _parse_day(form.get("needed_until")),
+    )
+    if needed_from is None or needed_until is None:
+        errors.append(_("Give the dates as YYYY-MM-DD."))
+    if not errors:
+        try:
+            made = services.loan_request_make(
+                requester=request.user,
+                media=media,
+                patient=patient,
+                study=study,
+                needed_from=needed_from,
+                needed_until=needed_until,
+                purpose=form.get("purpose", ""),
+                destination=destination,
+            )
+            messages.success(request, _("Request %(id)s sent to the file room.") % {"id": made.pk})
+            return redirect("loan-requests-mine")
+        except DomainError as error:
+            errors.append(error.message)
+    for error in errors:
+        messages.error(request, error)
+    request.session["loan_request_form"] = {
+        name: form.get(name, "")
+        for name in (
+            "media",
+            "patient",
+            "study",
+            "needed_from",
+            "needed_until",
+            "purpose",
+            "destination",
+        )
+    }
+    return redirect("loan-requests-mine")
+
+
+def _act(request, action, success: str, default: str):
+    """Run one service for a form and say what happened."""
+    try:
+        action()
+        messages.success(request, success)
+    except DomainError as error:
+        messages.error(request, error.message)
+    return _back(request, default)
+
+
+@login_required
+@require_POST
+def request_cancel(request, pk: int):
+    if not _may_ask(request.user):
+        raise PermissionDenied
+    loan_request = _request_or_404(request, pk)
+    return _act(
+        request,
+        lambda: services.loan_request_cancel(request=loan_request, actor=request.user),
+        _("Request %(id)s cancelled.") % {"id": pk},
+        "loan-requests-mine",
+    )
+
+
+@login_required
+@require_POST
+def loan_renew(request, pk: int):
+    if not _may_ask(request.user):
+        raise PermissionDenied
+    loan = selectors.loan_list(user=request.user).filter(pk=pk).first()
+    if loan is None:
+        raise Http404
+    return _act(
+        request,
+        lambda: services.loan_renew(loan=loan, actor=request.user),
+        _("Loan of %(code)s renewed.") % {"code": loan.media.code},
+        "loan-requests-mine",
+    )
+
+
+@login_required
+def queue(request):
+    """The file room's worklist: decide, pull, hand over."""
+    if not has_role(request.user, READ_ALL_ROLES):
+        raise PermissionDenied
+    open_requests = list(
+        LoanRequest.objects.filter(status__in=OPEN)
+        .select_related(
+            "requester",
+            "media__current_location",
+            "media__current_holder",
+            "media__home_location",
+            "patient",
+            "study",
+            "destination",
+        )
+        .order_by("created_seq")
+    )
+    pending = [r for r in open_requests if r.status == RequestStatus.PENDING]
+    ready = [r for r in open_requests if r.status == RequestStatus.READY]
+    by_item: dict[int, dict] = {}
+    for r in open_requests:
+        if r.status == RequestStatus.APPROVED:
+            entry = by_item.setdefault(r.media_id, {"media": r.media, "requests": []})
+            entry["requests"].append(r)
+    to_pull, waiting = [], []
+    for entry in by_item.values():
+        entry["requests"] = [
+            r for r in services.request_queue(entry["media"]) if r.status == RequestStatus.APPROVED
+        ]
+        head = services.next_in_queue(entry["media"])
+        entry["head"] = head
+        if (
+            entry["media"].status == MediaStatus.ON_SHELF
+            and head
+            and head.status == RequestStatus.APPROVED
+        ):
+            to_pull.append(entry)
+        else:
+            entry["loan"] = (
+                Loan.objects.filter(media=entry["media"], returned_at__isnull=True)
+                .select_related("borrower")
+                .first()
+            )
+            waiting.append(entry)
+    to_pull.sort(
+        key=lambda e: (
+            e["media"].home_location.shelf_order,
+            e["media"].home_location.code,
+            e["media"].code,
+        )
+    )
+    return render(
+        request,
+        "tracker/loan_requests/queue.html",
+        {
+            "pending": pending,
+            "to_pull": to_pull,
+            "waiting": waiting,
+            "ready": ready,
+            "may_decide": has_role(request.user, STAFF_ROLES),
+        },
+    )
+
+
+@login_required
+@require_POST
+def request_approve(request, pk: int):
+    _staff_only(request.user)
+    loan_request = _request_or_404(request, pk)
+    media = None
+    if code := request.POST.get("media", "").strip():
+        media = Media.objects.filter(code=code).first()
+        if media is None:
+            messages.error(request, _("No media has the code %(code)s.") % {"code": code})
+            return _back(request, "loan-requests-queue")
+    return _act(
+        request,
+        lambda: services.loan_request_approve(
+            request=loan_request, actor=request.user, media=media
+        ),
+        _("Request %(id)s approved.") % {"id": pk},
+        "loan-requests-queue",
+    )
+
+
+@login_required
+@require_POST
+def request_deny(request, pk: int):
+    _staff_only(request.user)
+    loan_request = _request_or_404(request, pk)
+    return _act(
+        request,
+        lambda: services.loan_request_deny(
+            request=loan_request, actor=request.user, reason=request.POST.get("reason", "")
+        ),
+        _("Request %(id)s denied.") % {"id": pk},
+        "loan-requests-queue",
+    )
+
+
+@login_required
+@require_POST
+def request_ready(request, pk: int):
+    _staff_only(request.user)
+    loan_request = _request_or_404(request, pk)
+    return _act(
+        request,
+        lambda: services.loan_request_ready(request=loan_request, actor=request.user),
+        _("Request %(id)s is ready for pick-up.") % {"id": pk},
+        "loan-requests-queue",
+    )
+
+
+@login_required
+@require_POST
+def request_check_out(request, pk: int):
+    """Hand the pulled item to the requester: the check-out that fulfils the request."""
+    _staff_only(request.user)
+    loan_request = _request_or_404(request, pk)
+    if loan_request.media is None:
+        raise Http404
+    return _act(
+        request,
+        lambda: services.media_check_out(
+            media=loan_request.media,
+            borrower=loan_request.requester,
+            actor=request.user,
+            destination=loan_request.destination,
+            request=loan_request,
+        ),
+        _("%(code)s lent to %(name)s.")
+        % {
+            "code": loan_request.media.code,
+            "name": loan_request.requester.get_full_name() or loan_request.requester.get_username(),
+        },
+        "loan-requests-queue",
+    )
+
+
 # Mounted at the site root by tracker/urls.py.
-urlpatterns: list = []
+urlpatterns: list = [
+    path("requests/", my_requests, name="loan-requests-mine"),
+    path("requests/new/", request_make, name="loan-request-make"),
+    path("requests/queue/", queue, name="loan-requests-queue"),
+    path("requests/<int:pk>/cancel/", request_cancel, name="loan-request-cancel"),
+    path("requests/<int:pk>/approve/", request_approve, name="loan-request-approve"),
+    path("requests/<int:pk>/deny/", request_deny, name="loan-request-deny"),
+    path("requests/<int:pk>/ready/", request_ready, name="loan-request-ready"),
+    path("requests/<int:pk>/check-out/", request_check_out, name="loan-request-check-out"),
+    path("loans/<int:pk>/renew/", loan_renew, name="loan-renew"),
+]
