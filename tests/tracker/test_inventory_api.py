@@ -149,6 +149,9 @@ def test_a_read_at_a_station_in_inventory_mode_goes_to_its_inventory_and_says_wh
         [tag(1), tag(3), "0A0B0C0D"]
     )
     assert CustodyEvent.objects.count() == before  # reads are input; closing appends the events
+    services.flag_raise(media=shelf_items["J-2"], kind=FlagKind.INVENTORY_MISSING, actor=cast["staff"])
+    found = read(tag(2))
+    assert found.outcome == ScanOutcome.WARNING and found.message.startswith("J-2 found: it was flagged missing")
 
 
 def test_a_station_in_inventory_mode_without_an_open_inventory_refuses_the_read(station, shelf_items):

@@ -429,7 +429,7 @@ def inventory_station_choose(*, device: ReaderDevice, session: InventorySession 
 
 def inventory_station_read(record: ScanRecord, *, device: ReaderDevice, media: Media | None) -> None:
     """A read at a station in inventory mode: add it to the station's open inventory and say on
-    the record what it is there (expected here, belongs elsewhere, unknown). Raises a DomainError
+    the record what it is there (expected here, belongs elsewhere, found, unknown). Raises a DomainError
     before writing anything when the station has no open inventory."""
     session = device.inventory
     if session is None or device.mode != ReaderMode.INVENTORY:
@@ -448,6 +448,12 @@ def inventory_station_read(record: ScanRecord, *, device: ReaderDevice, media: M
     if media.status == MediaStatus.RETIRED:
         record.outcome = ScanOutcome.WARNING
         record.message = _("%(code)s is retired: take it off the shelf.") % names
+    elif media.status == MediaStatus.MISSING or Flag.objects.filter(
+        media_id=media.pk, kind__in=MISSING_FLAG_KINDS, cleared_at__isnull=True
+    ).exists():
+        record.outcome = ScanOutcome.WARNING
+        record.message = _("%(code)s found: it was flagged missing (home %(home)s). Closing the "
+                           "inventory clears the flag.") % names
     elif media.home_location_id in places_within(session.scope):
         record.outcome = ScanOutcome.OK
         record.message = _("%(code)s expected here (home %(home)s).") % names
