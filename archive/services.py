@@ -230,20 +230,15 @@ def _record_studies(grouped: dict[str, dict], series: dict[str, dict], problems:
 
 
 def _disc_patients_check(media: Media | None, grouped: dict[str, dict]) -> None:
-    """Refuse, before anything is written, a disc whose studies are of another patient than the
-    item's or of several patients: recording it would put one patient's images on another's
-    item. The disc is untouched; the person at the desk checks which disc this is."""
+    """Refuse, before anything is written, a disc with studies of another patient than its
+    item's: recording it would put one patient's images on another's item. A disc of several
+    patients (an export, a teaching disc) may only go on an item with no patient, which then gets
+    none (tracker.services.catalogue names a patient only when there is exactly one)."""
     patients = {g["patients"].most_common(1)[0][0] for g in grouped.values()} - {""}
-    if not patients:
+    if media is None or media.patient is None or not patients:
         return
     try:
-        if media is not None:
-            media_patient_check(media, patients)
-        elif len(patients) > 1:
-            raise InvalidRequest(
-                _("This disc holds studies of several patients (%(theirs)s); Filmroom records one "
-                  "patient's disc per item.") % {"theirs": ", ".join(sorted(patients))}
-            )
+        media_patient_check(media, patients)
     except InvalidRequest as refused:
         raise InvalidRequest(
             _("%(why)s Nothing was recorded: check that this is the right disc.") % {"why": refused.message}

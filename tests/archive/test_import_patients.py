@@ -38,14 +38,21 @@ def test_the_command_says_so_and_exits_2(tmp_path, cast, make_media):
     assert caught.value.returncode == 2 and DiscManifest.objects.count() == 0
 
 
-def test_a_disc_of_several_patients_is_refused_for_a_new_item_too(tmp_path, cast, places):
+def test_a_disc_of_several_patients_goes_only_on_an_item_without_a_patient(tmp_path, cast, places, make_media):
     discs.ct_disc(tmp_path / "disc" / "ONE", files=2, series=1, patient_id="MRN-1")
     discs.ct_disc(tmp_path / "disc" / "TWO", files=2, series=1, patient_id="MRN-2")
+    jacket_of_one = make_media("CD-1", kind=MediaKind.CD, patient=Patient.objects.create(patient_id="MRN-1"))
 
-    with pytest.raises(InvalidRequest, match="several patients \\(MRN-1, MRN-2\\)"):
-        disc_import(root=tmp_path / "disc", media=None, actor=cast["staff"], register_home=places["shelf"])
-
+    with pytest.raises(InvalidRequest, match="CD-1 belongs to patient MRN-1.*MRN-1, MRN-2"):
+        disc_import(root=tmp_path / "disc", media=jacket_of_one, actor=cast["staff"])
     assert (DiscManifest.objects.count(), imports()) == (0, 0)
+
+    result = disc_import(
+        root=tmp_path / "disc", media=None, actor=cast["staff"], register_home=places["shelf"]
+    )
+    result.media.refresh_from_db()
+    assert result.media.patient is None  # never one patient's name on a mixed disc
+    assert sorted(result.media.studies.values_list("patient__patient_id", flat=True)) == ["MRN-1", "MRN-2"]
 
 
 def test_a_study_recorded_for_another_patient_is_reported_and_not_linked(tmp_path, cast, make_media):
