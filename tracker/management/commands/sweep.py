@@ -11,14 +11,14 @@ from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, ngettext
+from django.utils.translation import ngettext
 
 from tracker.choices import FlagKind
 from tracker.services.flags import SweepResult, sweep
 
 
 class Command(BaseCommand):
-    help = gettext_lazy(
+    help = _(  # as the other commands: argparse needs a plain string
         "Flag overdue loans, items in transit too long and items not seen on their shelf; clear "
         "flags whose item turned up; expire loan requests; e-mail the reminders that are due. "
         "Running it twice adds nothing."
