@@ -276,3 +276,12 @@ def test_the_command_prints_counts_and_runs_idempotently(lent, cast):
     assert "0 reminders sent." in out.getvalue()
     assert "Overdue: 0 raised, 0 cleared" in out.getvalue()
     assert open_flags().count() == 1 and Reminder.objects.count() == 1
+
+
+def test_the_command_explains_itself(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        call_command("sweep", "--help")
+    assert stopped.value.code == 0
+    text = capsys.readouterr().out
+    assert "--loop SECONDS" in text and "Running it twice adds nothing." in text
+    assert "--now" not in text  # for tests only
