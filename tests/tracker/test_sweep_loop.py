@@ -1,10 +1,12 @@
 """`manage.py sweep --loop` as cron or systemd would run it: a real process on committed data that
-passes repeatedly, adds nothing on its second pass, and stops cleanly on SIGTERM."""
+passes repeatedly, adds nothing on its second pass, and stops cleanly on SIGTERM; and two sweeps
+at once (two servers' timers firing together), each on its own connection."""
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -16,7 +18,7 @@ from django.utils import timezone
 from tests.conftest import make_user
 from tracker import services
 from tracker.choices import FlagKind, LocationKind, MediaKind, Role
-from tracker.models import CustodyEvent, Flag, Location
+from tracker.models import CustodyEvent, Flag, Location, Reminder
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,3 +66,43 @@ def test_the_loop_passes_repeatedly_adds_nothing_twice_and_stops_on_sigterm(db, 
     assert all(sum(p["raised"].values()) + sum(p["cleared"].values()) == 0 for p in passes[1:])
     assert Flag.objects.filter(kind=FlagKind.OVERDUE, cleared_at__isnull=True).count() == 1
     assert CustodyEvent.objects.count() == before + 1
+
+
+def test_two_sweeps_at_once_raise_each_flag_and_send_each_reminder_once(db, settings):
+    from django.core import mail
+    from django.db import connections
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    mail.outbox = []
+    staff = make_user("staff", Role.FILE_ROOM)
+    doctor = make_user("doctor", Role.CLINICIAN, email="doctor@hospital.example")
+    shelf = Location.objects.create(code="FR-A1", name="Shelf A1", kind=LocationKind.SHELF)
+    for n in range(30):
+        media = services.media_register(
+            code=f"FJ-{n}", kind=MediaKind.FILM_JACKET, home_location=shelf, actor=staff
+        )
+        services.media_check_out(
+            media=media, borrower=doctor, actor=staff, due_at=timezone.now() - timedelta(hours=1)
+        )
+    before = CustodyEvent.objects.count()
+    now = timezone.now()
+    start, failures = threading.Barrier(2), []
+
+    def run():
+        try:
+            start.wait()
+            services.sweep(now=now)
+        except Exception as exc:  # reported below, with the thread's own error
+            failures.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not failures, failures
+    assert Flag.objects.filter(kind=FlagKind.OVERDUE, cleared_at__isnull=True).count() == 30
+    assert Reminder.objects.count() == 30 and len(mail.outbox) == 30
+    assert CustodyEvent.objects.count() == before + 60  # 30 flags, 30 reminders
