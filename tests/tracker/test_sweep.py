@@ -73,6 +73,19 @@ def test_an_overdue_flag_rises_once_the_clock_passes_the_due_date_and_clears_on_
     assert projection.rebuild(check_only=True) == []
 
 
+def test_an_overdue_flag_clears_when_the_loan_is_renewed_past_the_clock(lent, cast):
+    media, loan, start = lent
+    services.sweep(now=start + timedelta(hours=2), remind=False)
+    renewed = services.loan_renew(loan=loan, actor=cast["doctor"], now=start + timedelta(hours=3))
+    assert renewed.due_at > start + timedelta(days=7)
+    result = services.sweep(now=start + timedelta(hours=4), remind=False)
+    assert result.cleared[FlagKind.OVERDUE] == 1 and not open_flags().exists()
+    # The renewed loan falls due again: a new flag, on the same loan.
+    result = services.sweep(now=renewed.due_at + timedelta(minutes=1), remind=False)
+    assert result.raised[FlagKind.OVERDUE] == 1 and open_flags().get().loan == loan
+    assert projection.rebuild(check_only=True) == []
+
+
 def test_an_overdue_item_handed_to_a_colleague_is_flagged_on_the_colleagues_loan(lent, cast):
     media, loan, start = lent
     services.sweep(now=start + timedelta(hours=2), remind=False)
