@@ -199,6 +199,20 @@ TAG_KEY_SECRET = os.environ.get("FILMROOM_TAG_KEY_SECRET", "")
 # Loan length when no policy says otherwise.
 DEFAULT_LOAN_DAYS = int(os.environ.get("FILMROOM_DEFAULT_LOAN_DAYS", "14"))
 
+# Flags and reminders (manage.py sweep): an item with a courier this long is flagged, an item on
+# the shelf unseen this long is flagged, an overdue borrower is reminded at most this often.
+FLAG_TRANSIT_HOURS = int(os.environ.get("FILMROOM_FLAG_TRANSIT_HOURS", "48"))
+FLAG_NOT_SEEN_DAYS = int(os.environ.get("FILMROOM_FLAG_NOT_SEEN_DAYS", "365"))
+REMINDER_EVERY_DAYS = int(os.environ.get("FILMROOM_REMINDER_EVERY_DAYS", "3"))
+# Reminder e-mails: printed on the console until a site sets its mail server
+# (FILMROOM_EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend, EMAIL_HOST...).
+EMAIL_BACKEND = os.environ.get(
+    "FILMROOM_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"
+)
+EMAIL_HOST = os.environ.get("FILMROOM_EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("FILMROOM_EMAIL_PORT", "25"))
+DEFAULT_FROM_EMAIL = os.environ.get("FILMROOM_DEFAULT_FROM_EMAIL", "filmroom@localhost")
+
 # Disc indexer (archive/indexer.py): worker processes parsing headers and hashing, and the limits
 # one file may use in a worker before it is reported as a problem instead of indexed.
 DISC_IMPORT_WORKERS = int(os.environ.get("FILMROOM_DISC_IMPORT_WORKERS", "2"))

@@ -209,7 +209,8 @@ class Media(models.Model):
         ordering = ["code"]
         verbose_name = _("media")
         verbose_name_plural = _("media")
-        indexes = [models.Index(fields=["status"])]
+        # status alone is its prefix; the sweep looks for items on the shelf unseen since a date.
+        indexes = [models.Index(fields=["status", "last_seen_at"], name="media_status_seen")]
 
     def __str__(self) -> str:
         return self.code
@@ -293,6 +294,10 @@ class Loan(models.Model):
             models.UniqueConstraint(
                 fields=["media"], condition=Q(returned_at__isnull=True), name="one_open_loan_per_media"
             )
+        ]
+        # The sweep's overdue set: open loans by due date.
+        indexes = [
+            models.Index(fields=["due_at"], condition=Q(returned_at__isnull=True), name="open_loan_due")
         ]
         verbose_name = _("loan")
         verbose_name_plural = _("loans")
