@@ -32,8 +32,12 @@ def scene(cast, places, make_media):
     tagged = make_media("M-TAGGED")
     services.tag_bind(uid="04:A1:B2:C3:D4:E5:F6", media=tagged, actor=cast["staff"])
     lent = make_media("M-LENT")
+    cast["doctor"].email = "doctor@hospital.example"  # so a reminder can be sent
+    cast["doctor"].save()
     loan = services.media_check_out(media=lent, borrower=cast["doctor"], actor=cast["staff"])
-    return {"shelved": shelved, "tagged": tagged, "lent": lent, "loan": loan}
+    # An open inventory of a place no item calls home: closing it adds exactly one event.
+    inventory = services.inventory_start(scope=places["clinic"], actor=cast["staff"])
+    return {"shelved": shelved, "tagged": tagged, "lent": lent, "loan": loan, "inventory": inventory}
 
 
 # (method, path, body, roles allowed, status when allowed). Paths and bodies may use the scene.
@@ -58,6 +62,15 @@ ENDPOINTS = [
     ("post", "/api/v1/transfers/", {"media": "M-LENT", "to_holder": "doctor2"}, STAFF, 201),
     ("post", "/api/v1/transfers/", {"media": "M-SHELF", "to_location": "ORTHO"}, STAFF, 201),
     ("get", "/api/v1/ledger/verify/", None, AUDIT, 200),
+    ("get", "/api/v1/flags/", None, EVERYONE, 200),  # clinicians: flags on their own loans
+    ("get", "/api/v1/reminders/", None, EVERYONE, 200),
+    ("post", "/api/v1/loans/{loan}/remind/", {}, STAFF, 201),
+    ("get", "/api/v1/dashboard/", None, READ_ALL, 200),
+    ("get", "/api/v1/inventories/", None, READ_ALL, 200),
+    ("post", "/api/v1/inventories/", {"scope": "FR-A2"}, STAFF, 201),
+    ("get", "/api/v1/inventories/{inventory}/", None, READ_ALL, 200),
+    ("post", "/api/v1/inventories/{inventory}/close/", {}, STAFF, 200),
+    ("post", "/api/v1/inventories/{inventory}/cancel/", {}, STAFF, 200),
 ]
 
 
@@ -92,7 +105,7 @@ def assert_error_shape(response, code):
 def test_it_lets_each_role_do_only_what_the_readme_says(
     client_for, scene, method, path, body, role, expected
 ):
-    path = path.format(loan=scene["loan"].pk)
+    path = path.format(loan=scene["loan"].pk, inventory=scene["inventory"].pk)
     events_before = CustodyEvent.objects.count()
 
     response = getattr(client_for(role), method)(path, body, format="json")
@@ -109,14 +122,21 @@ def test_it_lets_each_role_do_only_what_the_readme_says(
         assert CustodyEvent.objects.count() == events_before + 1
 
 
-# Endpoints authenticated by a reader's key rather than a person's role: tests/tracker/test_scans.py.
-READER_KEY_ENDPOINTS = {"api-scans"}
+# Endpoints authenticated by a reader's key rather than a person's role (tests/tracker/test_scans.py),
+# or by either (inventory reads: tests/tracker/test_inventory_api.py).
+READER_KEY_ENDPOINTS = {"api-scans", "api-inventory-reads"}
+# Endpoints with their own role table, which checks it covers them all.
+OWN_ROLE_TABLES = {  # tests/tracker/test_loan_requests_api.py
+    name for name in (p.name for p in api_urlpatterns) if name.startswith("api-loan-request")
+} | {"api-loan-renew"}
 
 
 def test_it_covers_every_api_endpoint():
-    covered = {resolve(path.format(loan=1)).url_name for _method, path, *_rest in ENDPOINTS}
+    covered = {
+        resolve(path.format(loan=1, inventory=1)).url_name for _method, path, *_rest in ENDPOINTS
+    }
 
-    assert covered | READER_KEY_ENDPOINTS == {pattern.name for pattern in api_urlpatterns}, (
+    assert covered | READER_KEY_ENDPOINTS | OWN_ROLE_TABLES == {p.name for p in api_urlpatterns}, (
         "add the new endpoint above"
     )
 
@@ -179,7 +199,7 @@ def test_it_keeps_custody_chains_tags_and_the_ledger_from_clinicians(client_for,
 def test_it_refuses_every_write_from_an_auditor(client_for, scene):
     auditor = client_for("auditor")
     writes = [
-        (path.format(loan=scene["loan"].pk), body)
+        (path.format(loan=scene["loan"].pk, inventory=scene["inventory"].pk), body)
         for method, path, body, *_rest in ENDPOINTS
         if method == "post"
     ]
