@@ -183,6 +183,8 @@ SPECTACULAR_SETTINGS = {
         "LocationKindEnum": "tracker.choices.LocationKind",
         "EventKindEnum": "tracker.choices.EventKind",
         "MediaStatusEnum": "tracker.choices.MediaStatus",
+        "RequestStatusEnum": "tracker.choices.RequestStatus",
+        "InventoryStatusEnum": "tracker.choices.InventoryStatus",
     },
 }
 

@@ -13,8 +13,8 @@ from drf_spectacular.drainage import reset_generator_stats
 
 from archive.models import Patient
 from tracker import services
-from tracker.choices import LocationKind, MediaKind, MediaStatus
-from tracker.models import CustodyEvent, Loan, LoanPolicy, Tag
+from tracker.choices import EventKind, LocationKind, MediaKind, MediaStatus, RequestStatus
+from tracker.models import CustodyEvent, Loan, LoanPolicy, LoanRequest, Tag
 from tracker.views import server_error
 
 pytestmark = pytest.mark.django_db
@@ -502,3 +502,48 @@ def test_it_publishes_a_valid_openapi_schema_without_warnings(tmp_path):
     schema = (tmp_path / "schema.yaml").read_text()
     assert "/api/v1/loans/{id}/return/" in schema
     assert "cookieAuth" in schema
+
+
+def test_a_check_out_past_the_queue_needs_a_reason_and_records_it(client_for, cast, make_media):
+    held = make_media("M-HELD")
+    today = timezone.localdate()
+    waiting = services.loan_request_approve(
+        request=services.loan_request_make(
+            requester=cast["doctor2"], needed_from=today, needed_until=today + timedelta(days=3),
+            purpose="Fracture clinic", media=held,
+        ),
+        actor=cast["staff"],
+    )
+    staff = client_for("staff")
+
+    refused = staff.post("/api/v1/loans/", {"media": "M-HELD", "borrower": "doctor"}, format="json")
+    lent = staff.post(
+        "/api/v1/loans/",
+        {"media": "M-HELD", "borrower": "doctor", "queue_override": "Emergency surgery"},
+        format="json",
+    )
+
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "queue_ahead"
+    assert lent.status_code == 201, lent.content
+    event = CustodyEvent.objects.filter(media=held, kind=EventKind.CHECKED_OUT).get()
+    assert event.payload["queue_override"] == "Emergency surgery"
+    assert LoanRequest.objects.get(pk=waiting.pk).status == RequestStatus.APPROVED  # still waits
+
+
+def test_a_check_out_for_the_head_of_the_queue_fulfils_the_request(client_for, cast, make_media):
+    held = make_media("M-HELD")
+    today = timezone.localdate()
+    waiting = services.loan_request_approve(
+        request=services.loan_request_make(
+            requester=cast["doctor"], needed_from=today, needed_until=today + timedelta(days=3),
+            purpose="Fracture clinic", media=held,
+        ),
+        actor=cast["staff"],
+    )
+
+    response = client_for("staff").post(
+        "/api/v1/loans/", {"media": "M-HELD", "borrower": "doctor", "request": waiting.pk}, format="json"
+    )
+
+    assert response.status_code == 201, response.content
+    assert LoanRequest.objects.get(pk=waiting.pk).status == RequestStatus.FULFILLED

@@ -6,8 +6,8 @@ step the base invariants hold (one open loan per item, statuses from events, an 
 projection the ledger rebuilds) and every request is where the model expects it.
 
 A subclass in its own file rather than rules in the shared machine: the base machine's
-check-out rule is overridden here to predict the queue, and the hand-over rule to forget the
-renewals of the loan it closes."""
+check-out rule is overridden here to predict the queue. A hand-over keeps the loan's renewals
+(the base rule, unchanged), so passing an item on never buys more renewals."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from tests.tracker.test_state_machine import FileRoomDay, Item, maybe_place, peo
 from tracker import services
 from tracker.choices import EventKind, MediaKind, MediaStatus, RequestStatus, Role
 from tracker.exceptions import AlreadyOnLoan, Conflict, InvalidRequest, MediaRetired, NotOnLoan
-from tracker.models import CustodyEvent, Loan, LoanRequest
+from tracker.models import Loan, LoanRequest
 from tracker.services.loan_requests import (
     DEFAULT_MAX_RENEWALS,
     NotAllowed,
@@ -165,13 +165,6 @@ class FileRoomDayWithRequests(FileRoomDay):
         ):
             item = self.items[code]
             item.status, item.holder, item.location = MediaStatus.ON_LOAN, borrower, None
-            self.renewals[code] = 0
-
-    @rule(code=FileRoomDay.media, person=people, place=maybe_place)
-    def hand_over(self, code, person, place):
-        before = CustodyEvent.objects.count()
-        FileRoomDay.hand_over(self, code, person, place)
-        if CustodyEvent.objects.count() > before:  # handed on: a new loan, no renewals yet
             self.renewals[code] = 0
 
     # --- requests ------------------------------------------------------------------------------

@@ -187,3 +187,19 @@ def test_the_ledger_and_projection_agree_after_a_busy_day(make_media, cast, plac
     services.media_seen(media=items[4], location=places["shelf2"], actor=cast["staff"])
     assert ledger.verify_ledger().ok
     assert projection.rebuild(check_only=True) == []
+
+
+def test_handing_a_loan_on_keeps_its_renewals(make_media, cast):
+    # Otherwise passing an item to a colleague and back would buy renewals past the policy's limit.
+    from tracker.services.loan_requests import RenewalRefused
+
+    media = make_media("FJ-RENEW")
+    loan = services.media_check_out(media=media, borrower=cast["doctor"], actor=cast["staff"])
+    services.loan_renew(loan=loan, actor=cast["doctor"])  # the default policy allows one
+    services.media_transfer(media=media, to_holder=cast["doctor2"], actor=cast["staff"])
+
+    handed_on = Loan.objects.get(media=media, returned_at__isnull=True)
+    assert (handed_on.borrower, handed_on.renewals) == (cast["doctor2"], 1)
+    with pytest.raises(RenewalRefused):
+        services.loan_renew(loan=handed_on, actor=cast["doctor2"])
+    assert projection.rebuild(check_only=True) == []

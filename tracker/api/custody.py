@@ -22,7 +22,7 @@ from archive.models import Patient
 from .. import ledger, selectors, services
 from ..choices import MediaKind, MediaStatus, Role, TagTechnology
 from ..exceptions import NotOnLoan, error_body
-from ..models import CustodyEvent, Loan, Media, Tag, Transfer
+from ..models import CustodyEvent, Loan, LoanRequest, Media, Tag, Transfer
 from ..permissions import (
     EVERY_ROLE,
     LoginSessionAuthentication,
@@ -275,6 +275,13 @@ class LoanListApi(RoleAPIView, generics.ListAPIView):
         borrower = user_field()
         due_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
         destination = location_field(required=False, allow_null=True, default=None)
+        # The loan request this check-out serves; lending past an item's queue needs a reason.
+        request = serializers.PrimaryKeyRelatedField(
+            queryset=LoanRequest.objects.all(), required=False, allow_null=True, default=None
+        )
+        queue_override = serializers.CharField(
+            required=False, allow_blank=True, default="", max_length=300
+        )
 
         def validate_due_at(self, value):
             if value is not None and value <= timezone.now():

@@ -37,6 +37,8 @@ def apply(event: CustodyEvent, *, media: Media | None = None) -> None:
         handler(event, media)
     else:
         handler(event)
+    for follower in _FOLLOWERS.get(event.kind, ()):
+        follower(event)
 
 
 def _media(event: CustodyEvent, media: Media | None = None) -> Media:
@@ -55,7 +57,7 @@ def _close_loan(loan: Loan | None, event: CustodyEvent) -> None:
         loan.save(update_fields=["returned_at", "returned_seq"])
 
 
-def _open_new_loan(event: CustodyEvent, *, due_at: datetime) -> Loan:
+def _open_new_loan(event: CustodyEvent, *, due_at: datetime, renewals: int = 0) -> Loan:
     return Loan.objects.create(
         media_id=event.media_id,
         borrower_id=event.holder_id,
@@ -63,6 +65,7 @@ def _open_new_loan(event: CustodyEvent, *, due_at: datetime) -> Loan:
         out_at=event.received_at,
         due_at=due_at,
         out_seq=event.seq,
+        renewals=renewals,
     )
 
 
@@ -116,9 +119,11 @@ def _transferred(event: CustodyEvent, media: Media | None = None) -> None:
     holder_id = media.current_holder_id
     if event.holder_id is not None:
         # Handing an item to a person moves the loan to them, keeping its due date.
+        # ... and its renewals: handing an item on does not reset how often it was renewed.
         due_at = loan.due_at if loan else _due_at(event)
+        renewals = loan.renewals if loan else 0
         _close_loan(loan, event)
-        loan = _open_new_loan(event, due_at=due_at)
+        loan = _open_new_loan(event, due_at=due_at, renewals=renewals)
         holder_id = event.holder_id
     to_location = Location.objects.get(pk=event.to_location_id) if event.to_location_id else None
     _place(media, event, status=status_after_move(to_location, loan is not None), holder_id=holder_id)
@@ -264,5 +269,12 @@ def rebuild(*, check_only: bool) -> list[str]:
 from . import flags, inventory, loan_requests  # noqa: E402
 
 _PARTS = (loan_requests, flags, inventory)
+# A part's handler for a kind the package already applies runs after it (a check-out that
+# fulfils a request: the loan first, then the request); new kinds are the part's own.
+_FOLLOWERS: dict = {}
 for _part in _PARTS:
-    _HANDLERS.update(_part.HANDLERS)
+    for _kind, _handler in _part.HANDLERS.items():
+        if _kind in _HANDLERS:
+            _FOLLOWERS.setdefault(_kind, []).append(_handler)
+        else:
+            _HANDLERS[_kind] = _handler

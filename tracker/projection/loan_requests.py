@@ -12,7 +12,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from archive.models import Patient, Study
 
 from ..choices import EventKind, RequestStatus
-from ..models import CustodyEvent, Loan, LoanRequest, Media
+from ..models import CustodyEvent, Loan, LoanRequest
 
 
 def _made(event: CustodyEvent) -> None:
@@ -68,10 +68,8 @@ def _status(status: str):
     return handler
 
 
-def _checked_out(event: CustodyEvent, media: Media | None = None) -> None:
-    from . import _checked_out as lend  # the package's rule: the Loan row and the item's place
-
-    lend(event, media)
+def _checked_out(event: CustodyEvent) -> None:
+    """After the package opened the loan: the request the check-out served is fulfilled."""
     if event.payload.get("request") is not None:
         _requests_of(event).update(
             status=RequestStatus.FULFILLED, loan=Loan.objects.get(out_seq=event.seq)
