@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import stat
 import struct
+import threading
 import time
 import warnings
 import zlib
@@ -259,6 +260,24 @@ def _hash_path(root: Path, os_path: str) -> tuple[int, str]:
         return hash_file(root_fd, os_path)
     finally:
         os.close(root_fd)
+
+
+def _hash_path_within(root: Path, os_path: str, seconds: float) -> tuple[int, str] | None:
+    """_hash_path, given up after `seconds` (None): a reader stopped for overrunning may have
+    been stuck in the read itself (a scratched disc, a hung stick), and the import must not hang
+    on the same file. A daemon thread stuck in read() does not keep the process alive."""
+    found: list = []
+
+    def run() -> None:
+        try:
+            found.append(_hash_path(root, os_path))
+        except OSError:
+            pass
+
+    worker = threading.Thread(target=run, name="filmroom-rehash", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    return found[0] if found else None
 
 
 def _file_meta(head: bytes) -> tuple[dict[int, str], int]:
@@ -1181,12 +1200,12 @@ def _index(root: Path, pool: _Pool | None, *, file_timeout: float, pdi_check: bo
         problem = result.pop("problem", "")
         params = result.pop("params", {})
         if "sha256" not in result and problem in ("timeout", "crashed"):
-            # The parse failed, not the read: hash it here (hash-only cannot hang) so a
-            # returned disc can still be compared file by file.
-            try:
-                result["size"], result["sha256"] = _hash_path(root, task.argument)
-            except OSError:
-                pass
+            # Most likely the parse failed, not the read: hash it here so a returned disc can
+            # still be compared file by file; within the file's own deadline, in case the read
+            # was what stalled.
+            hashed = _hash_path_within(root, task.argument, task.timeout)
+            if hashed is not None:
+                result["size"], result["sha256"] = hashed
         size = result.pop("size", by_path[task.path].size)
         entry = _entry(task.path, size, result.pop("sha256", ""), problem=problem, params=params, **result)
         if not problem and entry["sop_class_uid"] != MEDIA_STORAGE_DIRECTORY and not (
