@@ -23,6 +23,16 @@ def _study_uids(studies) -> list[str]:
     return sorted({study.study_instance_uid for study in studies})
 
 
+def _record_on(media: Media, kind: str, *, actor: User, payload: dict, event_id=None) -> CustodyEvent:
+    """One catalogue event on an item; everything the caller chose is in the payload, so a replay
+    must ask the same."""
+    request = EventRequest(kind, media=media, actor=actor, event_id=event_id, asked=payload)
+    prior = ledger.replayed(request)
+    if prior:
+        return prior
+    return _record(request, from_location=_place_of(media), payload=payload)
+
+
 def _patient_id(studies) -> str:
     """The one patient the studies belong to, or "" when they are of several (never guessed)."""
     patients = {study.patient.patient_id for study in studies}
@@ -42,13 +52,7 @@ def media_studies_link(
     payload = {"studies": uids, "source": source, "patient_id": _patient_id(studies)}
     if note.strip():
         payload["note"] = note.strip()
-    request = EventRequest(
-        EventKind.STUDIES_LINKED, media=media, actor=actor, event_id=event_id, asked=payload
-    )
-    prior = ledger.replayed(request)
-    if prior:
-        return prior
-    return _record(request, from_location=_place_of(media), payload=payload)
+    return _record_on(media, EventKind.STUDIES_LINKED, actor=actor, payload=payload, event_id=event_id)
 
 
 @transaction.atomic
@@ -62,13 +66,7 @@ def media_studies_unlink(
     if not (reason or "").strip():
         raise InvalidRequest(_("Give a reason for unlinking studies from %(code)s.") % {"code": media.code})
     payload = {"studies": uids, "reason": reason.strip()}
-    request = EventRequest(
-        EventKind.STUDIES_UNLINKED, media=media, actor=actor, event_id=event_id, asked=payload
-    )
-    prior = ledger.replayed(request)
-    if prior:
-        return prior
-    return _record(request, from_location=_place_of(media), payload=payload)
+    return _record_on(media, EventKind.STUDIES_UNLINKED, actor=actor, payload=payload, event_id=event_id)
 
 
 @transaction.atomic
@@ -85,13 +83,7 @@ def media_disc_imported(
         "patient_id": _patient_id(studies),
         **summary,
     }
-    request = EventRequest(
-        EventKind.DISC_IMPORTED, media=media, actor=actor, event_id=event_id, asked=payload
-    )
-    prior = ledger.replayed(request)
-    if prior:
-        return prior
-    return _record(request, from_location=_place_of(media), payload=payload)
+    return _record_on(media, EventKind.DISC_IMPORTED, actor=actor, payload=payload, event_id=event_id)
 
 
 @transaction.atomic
@@ -103,10 +95,4 @@ def media_disc_verified(
     if verdict not in DiscVerdict.values:
         raise InvalidRequest(_("“%(verdict)s” is not a verification result.") % {"verdict": verdict})
     payload = {"manifest": manifest_id, "verdict": verdict, **summary}
-    request = EventRequest(
-        EventKind.DISC_VERIFIED, media=media, actor=actor, event_id=event_id, asked=payload
-    )
-    prior = ledger.replayed(request)
-    if prior:
-        return prior
-    return _record(request, from_location=_place_of(media), payload=payload)
+    return _record_on(media, EventKind.DISC_VERIFIED, actor=actor, payload=payload, event_id=event_id)
