@@ -126,19 +126,21 @@ def test_an_agent_killed_at_random_moments_loses_and_repeats_nothing(
     total = int(os.environ.get("FILMROOM_KILL_TEST_READS", "10000"))
     sim, lines = sim_file(tmp_path, tagged_uids, total, seed=3)
     rng = random.Random(4)
+    # Kill at 20 random points of the flow, measured in reads the server holds (a fixed clock
+    # let a fast server finish before the 20th kill), a random moment after each point.
+    points = sorted(rng.sample(range(100, total - total // 4), 20))  # the last quarter flows after
     kills = 0
-    while True:
+    for point in points:
         process = agent(url, reader_key, outbox_path, sim)
-        if kills >= 20:
-            assert process.wait(timeout=600) == 0, logged(outbox_path)[-5:]
-            break
+        wait_for(lambda: process.poll() is not None or ScanRecord.objects.count() >= point, 120,
+                 f"{point} reads on the server")
         try:
-            process.wait(timeout=rng.uniform(0.3, 1.5))
+            process.wait(timeout=rng.uniform(0, 0.3))
         except subprocess.TimeoutExpired:
             process.send_signal(signal.SIGKILL)
             process.wait()
             kills += 1
-        else:
-            break  # it finished before the kill came
-    assert kills >= 20
+    process = agent(url, reader_key, outbox_path, sim)
+    assert process.wait(timeout=600) == 0, logged(outbox_path)[-5:]
+    assert kills == 20
     assert_every_line_arrived_once_in_order(lines)
