@@ -122,17 +122,19 @@ def vouch_new(event_id) -> None:
     transaction.on_commit(_VouchedNew(event_id))
 
 
+def _marks(db, kind: type) -> Iterator:
+    """This transaction's on-commit marks of one kind, newest first (a savepoint rolled back has
+    taken its own with it)."""
+    return (hook[1] for hook in reversed(db.run_on_commit) if isinstance(hook[1], kind))
+
+
 def _vouched_new(event_id) -> bool:
     wanted = str(event_id)
-    return any(
-        isinstance(hook[1], _VouchedNew) and hook[1].event_id == wanted
-        for hook in connection.run_on_commit
-    )
+    return any(mark.event_id == wanted for mark in _marks(connection, _VouchedNew))
 
 
 def _lock_taken() -> bool:
     return any(hook[1] is _lock_mark for hook in connection.run_on_commit)
-
 
 def replayed(request: EventRequest) -> CustodyEvent | None:
     """The event already recorded under request.event_id, or None; raises EventConflict when the
@@ -208,10 +210,7 @@ class _Appended:
 
 
 def _last_appended(db) -> CustodyEvent | None:
-    for hook in reversed(db.run_on_commit):
-        if isinstance(hook[1], _Appended):
-            return hook[1].event
-    return None
+    return next((mark.event for mark in _marks(db, _Appended)), None)
 
 
 def recorded(event_id) -> CustodyEvent:
@@ -219,9 +218,9 @@ def recorded(event_id) -> CustodyEvent:
     them (no query), else from the table."""
     db = connections[DEFAULT_DB_ALIAS]
     wanted = str(event_id)
-    for hook in reversed(db.run_on_commit):
-        if isinstance(hook[1], _Appended) and str(hook[1].event.event_id) == wanted:
-            return hook[1].event
+    for mark in _marks(db, _Appended):
+        if str(mark.event.event_id) == wanted:
+            return mark.event
     return CustodyEvent.objects.get(event_id=event_id)
 
 
