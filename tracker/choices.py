@@ -69,6 +69,9 @@ class EventKind(models.TextChoices):
     REMINDER_SENT = "reminder_sent", _("Reminder sent")
     INVENTORY_STARTED = "inventory_started", _("Inventory started")
     INVENTORY_CLOSED = "inventory_closed", _("Inventory closed")
+    HANDOVER_OFFERED = "handover_offered", _("Hand-over offered")
+    HANDOVER_DECLINED = "handover_declined", _("Hand-over declined")
+    HANDOVER_CANCELLED = "handover_cancelled", _("Hand-over cancelled")
 
 
 class StudySource(models.TextChoices):
@@ -139,4 +142,14 @@ class FlagKind(models.TextChoices):
 class InventoryStatus(models.TextChoices):
     OPEN = "open", _("Open: reading tags")
     CLOSED = "closed", _("Closed")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+class HandoverStatus(models.TextChoices):
+    """A borrower handing an item on; custody moves only when the receiver accepts (the
+    acceptance is a `transferred` event naming the hand-over)."""
+
+    PENDING = "pending", _("Waiting for the receiver")
+    ACCEPTED = "accepted", _("Accepted")
+    DECLINED = "declined", _("Declined")
     CANCELLED = "cancelled", _("Cancelled")

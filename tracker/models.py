@@ -13,6 +13,7 @@ from rest_framework_api_key.models import AbstractAPIKey
 from .choices import (
     EventKind,
     FlagKind,
+    HandoverStatus,
     InventoryStatus,
     LocationKind,
     MediaKind,
@@ -503,7 +504,10 @@ class LoanRequest(models.Model):
 
     class Meta:
         ordering = ["created_seq"]
-        indexes = [models.Index(fields=["media", "status", "created_seq"])]
+        indexes = [
+            models.Index(fields=["media", "status", "created_seq"]),
+            models.Index(fields=["status", "expires_at"], name="request_status_expiry"),
+        ]
         verbose_name = _("loan request")
         verbose_name_plural = _("loan requests")
 
@@ -614,3 +618,78 @@ class InventoryRead(models.Model):
 
     def __str__(self) -> str:
         return f"{self.session_id}:{self.uid}"
+
+
+class Handover(models.Model):
+    """A borrower handing an item on to a colleague or a place, projected from handover_* events
+    (named by `offered_seq`, the seq of its handover_offered event, which a rebuild keeps).
+    Custody moves only on acceptance: a `transferred` event whose payload names the hand-over."""
+
+    media = models.ForeignKey(Media, on_delete=models.PROTECT, related_name="handovers")
+    loan = models.ForeignKey(Loan, on_delete=models.PROTECT, related_name="+", verbose_name=_("loan"))
+    from_holder = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="handovers_given",
+        verbose_name=_("from"),
+    )
+    to_holder = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+        related_name="handovers_received", verbose_name=_("to person"),
+    )
+    to_location = models.ForeignKey(
+        Location, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        verbose_name=_("to place"),
+    )
+    offered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+",
+        verbose_name=_("offered by"),
+    )
+    offered_at = models.DateTimeField(_("offered"))
+    offered_seq = models.BigIntegerField(_("offered by event"), unique=True)
+    note = models.CharField(_("note"), max_length=300, blank=True)
+    status = models.CharField(
+        _("status"), max_length=16, choices=HandoverStatus.choices, default=HandoverStatus.PENDING
+    )
+    closed_at = models.DateTimeField(_("closed"), null=True, blank=True)
+    closed_seq = models.BigIntegerField(_("closed by event"), null=True, blank=True)
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        verbose_name=_("closed by"),
+    )
+    reason = models.CharField(_("reason"), max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-offered_seq"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["media"], condition=Q(status=HandoverStatus.PENDING),
+                name="one_pending_handover_per_media",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["to_holder", "status"]),
+            models.Index(fields=["from_holder", "status"]),
+        ]
+        verbose_name = _("hand-over")
+        verbose_name_plural = _("hand-overs")
+
+    def __str__(self) -> str:
+        return f"hand-over {self.offered_seq} ({self.status})"
+
+
+class Signature(AppendOnlyModel):
+    """A signature drawn on the page at a check-out or return. The image lives here; the event's
+    payload carries its SHA-256 ("signature"), so the ledger vouches for the exact image."""
+
+    event_seq = models.BigIntegerField(_("signed event"), unique=True)
+    sha256 = models.CharField(_("SHA-256"), max_length=64)
+    image = models.BinaryField(_("image (PNG)"))
+    signed_by = models.CharField(_("signed by"), max_length=150, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["-event_seq"]
+        verbose_name = _("signature")
+        verbose_name_plural = _("signatures")
+
+    def __str__(self) -> str:
+        return f"signature of event {self.event_seq}"
