@@ -72,6 +72,7 @@ class EventKind(models.TextChoices):
     HANDOVER_OFFERED = "handover_offered", _("Hand-over offered")
     HANDOVER_DECLINED = "handover_declined", _("Hand-over declined")
     HANDOVER_CANCELLED = "handover_cancelled", _("Hand-over cancelled")
+    SIGNATURE_ADDED = "signature_added", _("Signature added")
 
 
 class StudySource(models.TextChoices):

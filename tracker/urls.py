@@ -2,9 +2,11 @@ from django.urls import path
 
 from . import api, views
 from .api import flags as flags_api
+from .api import handovers as handovers_api
 from .api import inventory as inventory_api
 from .api import loan_requests as loan_requests_api
 from .views import flags as flags_views
+from .views import handovers as handovers_views
 from .views import inventory as inventory_views
 from .views import loan_requests as loan_requests_views
 
@@ -28,6 +30,7 @@ api_urlpatterns = [
     *loan_requests_api.urlpatterns,
     *flags_api.urlpatterns,
     *inventory_api.urlpatterns,
+    *handovers_api.urlpatterns,
 ]
 
 urlpatterns = [
@@ -43,4 +46,5 @@ urlpatterns = [
     *loan_requests_views.urlpatterns,
     *flags_views.urlpatterns,
     *inventory_views.urlpatterns,
+    *handovers_views.urlpatterns,
 ]

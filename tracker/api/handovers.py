@@ -1,0 +1,2 @@
+"""Hand-overs API (being built)."""
+urlpatterns: list = []

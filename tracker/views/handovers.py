@@ -1,0 +1,2 @@
+"""Hand-over pages (being built)."""
+urlpatterns: list = []
