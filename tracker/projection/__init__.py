@@ -266,9 +266,9 @@ def rebuild(*, check_only: bool) -> list[str]:
 
 
 # The other projections; imported last, since they may use the helpers above.
-from . import flags, inventory, loan_requests  # noqa: E402
+from . import flags, handovers, inventory, loan_requests, signatures  # noqa: E402
 
-_PARTS = (loan_requests, flags, inventory)
+_PARTS = (loan_requests, flags, inventory, handovers, signatures)
 # A part's handler for a kind the package already applies runs after it (a check-out that
 # fulfils a request: the loan first, then the request); new kinds are the part's own.
 _FOLLOWERS: dict = {}
