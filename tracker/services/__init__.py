@@ -4,10 +4,12 @@ one ledger event and applies it to the projection. They raise tracker.exceptions
 custody.py: media, tags, loans and moves; stations.py: reads at reader stations, undo, SUN tags;
 catalogue.py: which studies an item holds, disc imports and disc checks;
 loan_requests.py: requests, holds and renewals; flags.py: the sweep and reminders;
-inventory.py: shelf inventories. Each of the last three lists its services in __all__.
+inventory.py: shelf inventories; handovers.py: a borrower handing an item on, accepted by the
+receiver; signatures.py: signatures drawn at check-out and return. Each of the last five lists
+its services in __all__.
 """
 from ..exceptions import Conflict
-from . import flags, inventory, loan_requests
+from . import flags, handovers, inventory, loan_requests, signatures
 from .catalogue import (
     media_disc_imported,
     media_disc_verified,
@@ -39,8 +41,10 @@ from .stations import (
 )
 
 from .flags import *  # noqa: E402,F401,F403
+from .handovers import *  # noqa: E402,F401,F403
 from .inventory import *  # noqa: E402,F401,F403
 from .loan_requests import *  # noqa: E402,F401,F403
+from .signatures import *  # noqa: E402,F401,F403
 
 __all__ = [
     "BORROWER_CHOICE_SECONDS",
@@ -68,4 +72,6 @@ __all__ = [
     "tag_unbind",
     "tag_verify_sun",
 ]
-__all__ += flags.__all__ + inventory.__all__ + loan_requests.__all__
+__all__ += (
+    flags.__all__ + inventory.__all__ + loan_requests.__all__ + handovers.__all__ + signatures.__all__
+)

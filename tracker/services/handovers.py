@@ -1,0 +1,4 @@
+"""Hand-overs (being built)."""
+from __future__ import annotations
+
+__all__: list[str] = []
