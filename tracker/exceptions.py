@@ -80,6 +80,32 @@ class EventConflict(Conflict):
     code = "event_conflict"
 
 
+# --- loan requests and renewals ----------------------------------------------------------------
+
+
+class NotAllowed(DomainError):
+    """The person may not do this to this request, loan or signature (not theirs, not staff)."""
+
+    code = "permission_denied"
+    status = 403
+
+
+class RequestClosed(Conflict):
+    """The request is no longer in a state that allows this (denied, cancelled, lent...)."""
+
+    code = "request_closed"
+
+
+class QueueAhead(Conflict):
+    """Someone else's request comes first in the item's queue."""
+
+    code = "queue_ahead"
+
+
+class RenewalRefused(Conflict):
+    code = "renewal_refused"
+
+
 def error_body(code: str, message: str, **details) -> dict:
     error = {"code": code, "message": message}
     if details:

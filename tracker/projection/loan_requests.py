@@ -3,6 +3,7 @@
 Events name a request by its `created_seq` (the seq of its request_made event), which a rebuild
 keeps, unlike the row's id. A check-out that fulfils a request names it the same way (payload
 "request"); this module's checked_out handler runs the package's own first (it opens the Loan).
+A return that undoes such a check-out (payload "undo_of") puts the request back to ready.
 """
 
 from __future__ import annotations
@@ -76,6 +77,17 @@ def _checked_out(event: CustodyEvent) -> None:
         )
 
 
+def _returned(event: CustodyEvent) -> None:
+    """A station undoing the check-out that fulfilled a request: the item is back at the desk,
+    so the request is ready for pick-up again, with no loan."""
+    undone = event.payload.get("undo_of")
+    if undone is None:
+        return
+    lent = CustodyEvent.objects.filter(seq=undone, kind=EventKind.CHECKED_OUT).first()
+    if lent is not None and lent.payload.get("request") is not None:
+        _requests_of(lent).update(status=RequestStatus.READY, loan=None)
+
+
 def _renewed(event: CustodyEvent) -> None:
     Loan.objects.filter(out_seq=event.payload["loan"]).update(
         due_at=parse_datetime(event.payload["due_at"]), renewals=event.payload["renewals"]
@@ -90,6 +102,7 @@ HANDLERS: dict = {
     EventKind.REQUEST_CANCELLED: _status(RequestStatus.CANCELLED),
     EventKind.REQUEST_EXPIRED: _status(RequestStatus.EXPIRED),
     EventKind.CHECKED_OUT: _checked_out,
+    EventKind.RETURNED: _returned,
     EventKind.LOAN_RENEWED: _renewed,
 }
 

@@ -39,7 +39,16 @@ from archive.models import Patient, Study
 
 from .. import ledger
 from ..choices import EventKind, MediaStatus, RequestStatus
-from ..exceptions import Conflict, DomainError, InvalidRequest, MediaRetired, NotOnLoan
+from ..exceptions import (  # the request errors are re-exported: callers import them from here
+    Conflict,
+    InvalidRequest,
+    MediaRetired,
+    NotAllowed,
+    NotOnLoan,
+    QueueAhead,
+    RenewalRefused,
+    RequestClosed,
+)
 from ..ledger import EventRequest
 from ..models import Loan, LoanPolicy, LoanRequest, Location, Media
 from ..permissions import STAFF_ROLES, has_role, roles_of
@@ -72,29 +81,6 @@ OPEN_STATUSES = (RequestStatus.PENDING, RequestStatus.APPROVED, RequestStatus.RE
 QUEUED_STATUSES = (RequestStatus.APPROVED, RequestStatus.READY)
 # How far ahead a request may be made: the file room plans weeks, not years.
 MAX_DAYS_AHEAD = 366
-
-
-class NotAllowed(DomainError):
-    """The person may not do this to this request or loan (not theirs, not staff)."""
-
-    code = "permission_denied"
-    status = 403
-
-
-class RequestClosed(Conflict):
-    """The request is no longer in a state that allows this (denied, cancelled, lent...)."""
-
-    code = "request_closed"
-
-
-class QueueAhead(Conflict):
-    """Someone else's request comes first in the item's queue."""
-
-    code = "queue_ahead"
-
-
-class RenewalRefused(Conflict):
-    code = "renewal_refused"
 
 
 def _is_staff(user) -> bool:

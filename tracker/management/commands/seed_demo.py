@@ -20,6 +20,8 @@ from tracker.choices import LocationKind, MediaKind, MediaStatus, Role, StudySou
 from tracker.models import CustodyEvent, Location, Media
 
 SEED_NAMESPACE = uuid.UUID("6b1d3f0e-54a4-4c43-9b43-5f0d3c1c9a21")
+# Demo users get <username>@ this (a reserved example domain), so reminders have somewhere to go.
+DEMO_MAIL_DOMAIN = "filmroom.example"
 DEMO_USERS = [
     # username, password, role, first name, last name
     ("staff", "filmroom-staff", Role.FILE_ROOM, "Sam", "Archer"),
@@ -95,6 +97,9 @@ class Command(BaseCommand):
                 user.is_staff = role == Role.ADMIN
                 user.is_superuser = role == Role.ADMIN
                 user.save()
+            if not user.email:  # reminders need an address; one set since is kept
+                user.email = f"{username}@{DEMO_MAIL_DOMAIN}"
+                user.save(update_fields=["email"])
             user.groups.add(Group.objects.get(name=role))
             users[username] = user
         return users
