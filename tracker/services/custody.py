@@ -89,6 +89,29 @@ def _name(user) -> str:
     return user.get_full_name() or user.get_username()
 
 
+def _signature_asked(signature: bytes | None) -> dict:
+    """The payload a signed check-out or return records (and a replay must ask again)."""
+    if signature is None:
+        return {}
+    from .signatures import signature_digest  # it imports this module
+
+    return {"signature": signature_digest(signature)}
+
+
+def _signature_checked(signature: bytes | None) -> None:
+    if signature is not None:
+        from .signatures import signature_check
+
+        signature_check(signature)
+
+
+def _signature_keep(event: CustodyEvent, signature: bytes | None, signed_by: str) -> None:
+    if signature is not None:
+        from .signatures import signature_keep
+
+        signature_keep(event_seq=event.seq, image=signature, signed_by=signed_by)
+
+
 def loan_due_at(
     *, media: Media, destination: Location | None, start: datetime, borrower: User | None = None
 ) -> datetime:
@@ -258,12 +281,17 @@ def media_check_out(
     undo_of: int | None = None,
     request=None,
     queue_override: str = "",
+    signature: bytes | None = None,
+    signed_by: str = "",
 ) -> Loan:
     """Lend an item to a borrower until `due_at` (default: the loan policy).
     `undo_of` names the event this one compensates (station undo). The item's request queue is
     honoured (loan_requests.check_out_claims): `request` names the request this lends it for
     (else the borrower's own request at the head of the queue is), and `queue_override` is
-    staff's reason for lending past someone else's queued request."""
+    staff's reason for lending past someone else's queued request. `signature` is a PNG the
+    borrower drew (signed by `signed_by`, default the borrower): its SHA-256 goes in the event."""
+    signed = _signature_asked(signature)
+    asked = {"due_at": ledger.format_time(due_at)} if due_at else {}
     loan_request, request = request, EventRequest(
         EventKind.CHECKED_OUT,
         media=media,
@@ -273,13 +301,14 @@ def media_check_out(
         holder=borrower,
         event_id=event_id,
         read=read or Read(),
-        asked={"due_at": ledger.format_time(due_at)} if due_at else {},
+        asked={**asked, **signed},
     )
     if prior := ledger.replayed(request):
         return Loan.objects.get(out_seq=prior.seq)
     media = _locked(media)
     if not borrower.is_active:
         raise InvalidRequest(_("%(name)s's account is disabled.") % {"name": _name(borrower)})
+    _signature_checked(signature)
     loan = _open_loan(media)
     if loan is not None:  # on loan, or on loan and with a courier (in transit)
         raise AlreadyOnLoan(
@@ -302,12 +331,13 @@ def media_check_out(
     due_at = due_at or loan_due_at(
         media=media, destination=destination, start=timezone.now(), borrower=borrower
     )
-    payload = _with_undo({"due_at": ledger.format_time(due_at), **claims}, undo_of)
+    payload = _with_undo({"due_at": ledger.format_time(due_at), **claims, **signed}, undo_of)
     try:
         with transaction.atomic():
             event = _record(request, from_location=_place_of(media), payload=payload, media=media)
     except IntegrityError as exc:  # the one-open-loan constraint, should a rule above be bypassed
         raise AlreadyOnLoan(_("%(code)s is already on loan.") % {"code": media.code}) from exc
+    _signature_keep(event, signature, signed_by or _name(borrower))
     return Loan.objects.get(out_seq=event.seq)
 
 
@@ -321,9 +351,14 @@ def media_return(
     event_id=None,
     read: Read | None = None,
     undo_of: int | None = None,
+    signature: bytes | None = None,
+    signed_by: str = "",
 ) -> Media:
-    """Take an item back into the file room (its home shelf unless `location` is given)."""
+    """Take an item back into the file room (its home shelf unless `location` is given).
+    `signature` is a PNG drawn by whoever brings it back (`signed_by`): its SHA-256 goes in the
+    event."""
     location = location or media.home_location
+    signed = _signature_asked(signature)
     request = EventRequest(
         EventKind.RETURNED,
         media=media,
@@ -332,6 +367,7 @@ def media_return(
         to_location=location,
         event_id=event_id,
         read=read or Read(),
+        asked=signed,
     )
     if ledger.replayed(request):
         return Media.objects.get(pk=media.pk)
@@ -342,7 +378,11 @@ def media_return(
             % {"code": media.code, "place": media.current_location.code if media.current_location else "?"},
             media=media.code,
         )
-    _record(request, from_location=_place_of(media), payload=_with_undo({}, undo_of), media=media)
+    _signature_checked(signature)
+    event = _record(
+        request, from_location=_place_of(media), payload=_with_undo(signed, undo_of), media=media
+    )
+    _signature_keep(event, signature, signed_by)
     return media
 
 
