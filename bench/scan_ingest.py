@@ -5,14 +5,17 @@
 A locate-mode reader station delivers reads in batches of 200: 90 % of the tags are bound to
 jackets (each read appends a `seen` event and moves the jacket), 10 % are unknown (the read is
 stored as `unknown_tag`, nothing else). Two ways in, each measured against its own baseline:
-- service: services.scan_record() for each read, with the values ScanIngestApi.post passes it;
+- service: services.scan_record_many() for each delivery, with the values ScanIngestApi.post
+  passes it (it records a locate station's reads together, DELIVERY_CHUNK to a transaction);
 - API: ScanIngestApi driven through APIRequestFactory, one request per 200 reads, so reader-key
   authentication, JSON parsing, both serializers and the response are paid too (no HTTP).
 Baseline: the rows each read left behind (its ScanRecord row and, for a known tag, its
-CustodyEvent row; every column and value, hashes included) INSERTed with raw
-cursor.execute() into twin tables with the same indexes, unique and foreign-key constraints, one
-transaction per read, as the service does. The baseline does not pay for the jacket's projection
-UPDATE or for any lookup; the scan path does. Rounds alternate scan path and baseline.
+CustodyEvent row; every column and value, hashes included) INSERTed one row per statement with
+raw cursor.execute() into twin tables with the same indexes, unique and foreign-key constraints,
+in transactions of the same reads as the service's (DELIVERY_CHUNK reads of a delivery to a
+transaction; before deliveries were recorded together it was one transaction per read, on both
+sides). The baseline does not pay for the jacket's projection UPDATE or for any lookup; the scan
+path does. Rounds alternate scan path and baseline.
 
 --profile also prints the queries of one known and one unknown read (CaptureQueriesContext) and
 the functions where the API path spends its time (cProfile).
@@ -170,21 +173,20 @@ def reader_key(reader) -> str:
 
 
 def ingest_service(reader, scans: list[dict]) -> float:
-    """services.scan_record() for each read, in batches of 200 as ScanIngestApi.post walks them;
-    return the seconds taken."""
+    """services.scan_record_many() for each delivery of 200 reads, as ScanIngestApi.post calls
+    it; return the seconds taken."""
     from tracker import services
     from tracker.exceptions import DomainError
 
     def run():
         for start in range(0, len(scans), BATCH):
-            for scan in scans[start:start + BATCH]:
-                try:
-                    services.scan_record(
-                        device=reader, event_id=scan["event_id"], raw_uid=scan["uid"],
-                        read_at=scan["read_at"], counter=scan["counter"],
-                    )
-                except DomainError:
-                    raise AssertionError(f"read refused: {scan}") from None
+            reads = [
+                services.StationRead(s["event_id"], s["uid"], s["read_at"], s["counter"])
+                for s in scans[start:start + BATCH]
+            ]
+            for scan, result in zip(scans[start:], services.scan_record_many(device=reader, reads=reads)):
+                if isinstance(result, DomainError):
+                    raise AssertionError(f"read refused: {scan}")
 
     return timed(run)
 
@@ -289,8 +291,10 @@ def written_rows(scans: list[dict]) -> list[tuple[list, list | None]]:
 
 
 def insert_bare(pairs: list[tuple[list, list | None]]) -> float:
-    """The same rows, one transaction per read; return the seconds taken."""
+    """The same rows, in transactions of the same reads as the service's; return the seconds."""
     from django.db import connection, transaction
+
+    from tracker.services.stations import DELIVERY_CHUNK
 
     def sql(table, columns):
         placeholders = ", ".join(["%s"] * len(columns))
@@ -300,12 +304,13 @@ def insert_bare(pairs: list[tuple[list, list | None]]) -> float:
     event_sql = sql(TWINS["tracker_custodyevent"], EVENT_COLUMNS)
 
     def run():
-        for record, event in pairs:
-            with transaction.atomic():
-                with connection.cursor() as cursor:
-                    if event is not None:
-                        cursor.execute(event_sql, event)
-                    cursor.execute(scan_sql, record)
+        for delivery in range(0, len(pairs), BATCH):
+            for start in range(delivery, min(delivery + BATCH, len(pairs)), DELIVERY_CHUNK):
+                with transaction.atomic(), connection.cursor() as cursor:
+                    for record, event in pairs[start:min(start + DELIVERY_CHUNK, delivery + BATCH)]:
+                        if event is not None:
+                            cursor.execute(event_sql, event)
+                        cursor.execute(scan_sql, record)
 
     return timed(run)
 
@@ -385,7 +390,8 @@ def main() -> None:
     print(f"{name}: {args.scans} reads per measurement ({KNOWN_SHARE:.0%} bound tags in locate "
           f"mode -> seen events, the rest unknown tags), batches of {BATCH}; baseline = raw INSERT "
           "of the "
-          "same ScanRecord + CustodyEvent rows, one transaction per read; load average before: "
+          "same ScanRecord + CustodyEvent rows, one row per statement, transactions of the same "
+          "reads as the service's; load average before: "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     for round_no in (1, 2):

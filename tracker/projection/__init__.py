@@ -139,6 +139,35 @@ def _seen(event: CustodyEvent, media: Media | None = None) -> None:
     media.save(update_fields=["status", "current_location", "last_seen_at"])
 
 
+def apply_seen_together(events: list[CustodyEvent], media: dict[int, Media]) -> None:
+    """apply() for `seen` events recorded together (a station's delivery: one place, one
+    receive time), with `media` the items as read under their row locks. A `seen` of an item
+    that is neither missing nor in transit only moves its place and last-seen time (_seen), so
+    one UPDATE writes them all; any other event, or a part following `seen`, goes through
+    apply() one by one, and the result is the same."""
+    simple = (
+        events
+        and not _FOLLOWERS.get(EventKind.SEEN)
+        and len({(e.to_location_id, e.received_at) for e in events}) == 1
+        and all(
+            e.kind == EventKind.SEEN
+            and media[e.media_id].status not in (MediaStatus.MISSING, MediaStatus.IN_TRANSIT)
+            for e in events
+        )
+    )
+    if not simple:
+        for event in events:
+            apply(event, media=media.get(event.media_id))
+        return
+    place, moment = events[0].to_location_id, events[0].received_at
+    Media.objects.filter(pk__in={e.media_id for e in events}).update(
+        current_location_id=place, last_seen_at=moment
+    )
+    for event in events:
+        item = media[event.media_id]
+        item.current_location_id, item.last_seen_at = place, moment
+
+
 def _retired(event: CustodyEvent) -> None:
     Media.objects.filter(pk=event.media_id).update(status=MediaStatus.RETIRED)
 

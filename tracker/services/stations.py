@@ -3,16 +3,18 @@ authenticity of NTAG 424 DNA tags (SUN messages)."""
 from __future__ import annotations
 
 import logging
+import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .. import ledger
+from .. import ledger, projection
 from ..choices import EventKind, MediaStatus, ReaderMode, ScanOutcome, TagTechnology
 from ..exceptions import (
     Conflict,
@@ -23,8 +25,10 @@ from ..exceptions import (
     UnknownTag,
 )
 from ..ledger import Read
+from ..ledger.batch import append_many
 from ..selectors import StationReadLookup, station_read_lookup
 from ..models import (
+    Badge,
     CustodyEvent,
     Loan,
     Location,
@@ -32,6 +36,7 @@ from ..models import (
     ReaderDevice,
     ScanRecord,
     Tag,
+    TagBinding,
     Transfer,
 )
 from ..tags import (
@@ -153,6 +158,165 @@ def _scan_record_once(*, device, event_id, raw_uid, read_at, counter) -> tuple[S
     return record, False
 
 
+# --- a delivery of reads -----------------------------------------------------------------------
+
+# Reads recorded per transaction at a locate station: bounds how long one delivery holds the
+# ledger lock (other stations' check-outs wait for it), about 10 ms.
+DELIVERY_CHUNK = 100
+
+
+@dataclass(frozen=True)
+class StationRead:
+    """One read as a station delivered it."""
+
+    event_id: uuid.UUID
+    raw_uid: str
+    read_at: datetime
+    counter: int | None = None
+
+
+# What scan_record_many gives for each read: (record, replayed) as scan_record returns them, or
+# the DomainError scan_record raised (a replay with other details).
+ReadResult = tuple[ScanRecord, bool] | DomainError
+
+
+def scan_record_many(*, device: ReaderDevice, reads: list[StationRead]) -> list[ReadResult]:
+    """scan_record() for each of a station's reads, in order, with the same results.
+
+    At a locate station the reads of items on their shelf and of unknown tags are recorded
+    together, DELIVERY_CHUNK to a transaction: one look-up for all of them, one row lock per
+    item, one INSERT for their ledger events and one for their scan records, one UPDATE of the
+    items. Every other read (a replay, a badge, an event_id twice in the delivery, an unreadable
+    UID, an item on loan, missing, in transit or retired) goes through scan_record() at its place
+    in the order, in the same transaction. Should a twin delivery race this one (a UNIQUE
+    constraint stops it), the chunk is rolled back and recorded read by read, as scan_record
+    handles that race."""
+    if device.mode != ReaderMode.LOCATE or len(reads) < 2:
+        return [_read_once(device, read) for read in reads]
+    results: list[ReadResult] = []
+    for start in range(0, len(reads), DELIVERY_CHUNK):
+        chunk = reads[start:start + DELIVERY_CHUNK]
+        try:
+            with transaction.atomic():
+                results.extend(_LocateDelivery(device, chunk).record())
+        except IntegrityError:
+            results.extend(_read_once(device, read) for read in chunk)
+    return results
+
+
+def _read_once(device: ReaderDevice, read: StationRead) -> ReadResult:
+    try:
+        return scan_record(
+            device=device, event_id=read.event_id, raw_uid=read.raw_uid, read_at=read.read_at,
+            counter=read.counter,
+        )
+    except DomainError as error:
+        return error
+
+
+class _LocateDelivery:
+    """One chunk of a locate station's delivery, recorded in the caller's transaction."""
+
+    def __init__(self, device: ReaderDevice, reads: list[StationRead]):
+        self.device, self.reads = device, reads
+        self.results: list[ReadResult | None] = [None] * len(reads)
+        self.pending: list[tuple[int, ScanRecord, CustodyEvent | None]] = []
+        self.events: list[tuple[ledger.EventRequest, int | None]] = []
+        self.changed: set[int] = set()  # items a read-by-read scan_record has touched
+
+    def record(self) -> list[ReadResult]:
+        device, reads = self.device, self.reads
+        uids = []
+        for read in reads:
+            try:
+                uids.append(normalise_uid(read.raw_uid[:64], fmt=device.uid_format))
+            except UidError:
+                uids.append(None)
+        known = {uid for uid in uids if uid}
+        field = ScanRecord._meta.get_field("event_id")
+        ids = [field.to_python(read.event_id) for read in reads]
+        delivered = set(ScanRecord.objects.filter(event_id__in=ids).values_list("event_id", flat=True))
+        badges = set(Badge.objects.filter(uid__in=known, is_active=True).values_list("uid", flat=True))
+        media_of = dict(
+            TagBinding.objects.filter(tag__uid__in=known, unbound_at__isnull=True)
+            .values_list("tag__uid", "media_id")
+        )
+        ledger.lock()  # before any item's row lock, as every service takes them
+        lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+        wanted = sorted(set(media_of.values()))
+        self.media = {
+            m.pk: m
+            for m in Media.objects.raw(
+                f"SELECT * FROM {Media._meta.db_table} WHERE id IN ({', '.join(['%s'] * len(wanted))}) "
+                f"ORDER BY id{lock}", wanted,
+            )
+        } if wanted else {}
+        twice = set()
+        for index, (read, uid, event_id) in enumerate(zip(reads, uids, ids)):
+            media = self.media.get(media_of.get(uid))
+            alone = uid is None or event_id in delivered or event_id in twice or uid in badges
+            twice.add(event_id)
+            if not alone and uid not in media_of:
+                self._add(index, uid, outcome_of=_unknown_tag(uid))
+            elif not alone and media.status == MediaStatus.ON_SHELF and media.pk not in self.changed:
+                self._add(index, uid, media=media)
+            else:
+                self._flush()
+                self.results[index] = _read_once(device, read)
+                if media is not None:
+                    self.changed.add(media.pk)
+        self._flush()
+        return self.results
+
+    def _add(self, index: int, uid: str, *, media: Media | None = None, outcome_of=None) -> None:
+        read, device = self.reads[index], self.device
+        record = ScanRecord(
+            event_id=read.event_id, device=device, raw_uid=read.raw_uid[:64], uid=uid,
+            read_at=read.read_at, counter=read.counter, mode=device.mode,
+        )
+        if outcome_of is not None:
+            record.outcome, record.code = ScanOutcome.UNKNOWN_TAG, outcome_of.code
+            record.message = outcome_of.message[:300]
+        else:
+            record.media, record.outcome, record.code = media, ScanOutcome.OK, device.mode
+            record.message = _seen_message(media, device)
+            request = ledger.EventRequest(
+                EventKind.SEEN, media=media, device=device, to_location=device.location,
+                event_id=read.event_id, read=Read(uid, read.read_at, read.counter),
+            )
+            self.events.append((request, media.current_location_id))
+            media.current_location_id = device.location_id  # where the next read finds it
+        self.pending.append((index, record, outcome_of is None))
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        requests, places = zip(*self.events) if self.events else ((), ())
+        events = iter(append_many(list(requests), from_location_ids=list(places)))
+        appended = []
+        for _index, record, has_event in self.pending:
+            if has_event:
+                event = next(events)
+                record.event_seq = event.seq
+                appended.append(event)
+        projection.apply_seen_together(appended, self.media)
+        ScanRecord.objects.bulk_create([record for _i, record, _e in self.pending])
+        for index, record, _has_event in self.pending:
+            self.results[index] = (record, False)
+        self.pending, self.events = [], []
+
+
+def _unknown_tag(uid: str) -> UnknownTag:
+    return UnknownTag(
+        _("Tag %(uid)s is not bound to any media. Bind it to a jacket or disc first.") % {"uid": uid},
+        uid=uid,
+    )
+
+
+def _seen_message(media: Media, device: ReaderDevice) -> str:
+    return _("%(code)s seen at %(place)s") % {"code": media.code, "place": device.location.name}
+
+
 def _scan_meaning(record: ScanRecord, *, device: ReaderDevice, found: StationReadLookup) -> None:
     """Fill `record` with what the read did; raise a DomainError to refuse it (nothing changes)."""
     if found.badge_user_id is not None:
@@ -166,11 +330,7 @@ def _scan_meaning(record: ScanRecord, *, device: ReaderDevice, found: StationRea
         if device.mode == ReaderMode.INVENTORY:  # an unknown tag is an inventory finding too
             inventory_station_read(record, device=device, media=None)
             return
-        raise UnknownTag(
-            _("Tag %(uid)s is not bound to any media. Bind it to a jacket or disc first.")
-            % {"uid": record.uid},
-            uid=record.uid,
-        )
+        raise _unknown_tag(record.uid)
     read = Read(record.uid, record.read_at, record.counter)
     common = {"actor": None, "device": device, "event_id": record.event_id, "read": read}
     mode = device.mode
@@ -179,9 +339,7 @@ def _scan_meaning(record: ScanRecord, *, device: ReaderDevice, found: StationRea
         record.media = media_seen_within(
             media=Media(pk=found.media_id), location=device.location, **common
         )
-        record.message = _("%(code)s seen at %(place)s") % {
-            "code": record.media.code, "place": device.location.name,
-        }
+        record.message = _seen_message(record.media, device)
     else:
         record.media = media = Media.objects.select_related("current_location").get(pk=found.media_id)
         if not _other_mode(record, media=media, device=device, common=common):
