@@ -5,6 +5,7 @@ Every thread works on its own database connection, exactly as separate requests 
 would, and the data is really committed (`committed_db`), so the database's own locks decide."""
 import threading
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.db import connection
@@ -184,4 +185,36 @@ def test_a_read_delivered_ten_times_at_once_is_recorded_once(file_room, bound):
     assert sorted(replayed for _record, replayed in outcomes) == [False] + [True] * 9
     assert {record.pk for record, _replayed in outcomes} == {ScanRecord.objects.get().pk}
     assert CustodyEvent.objects.filter(event_id=event_id).count() == (1 if bound else 0)
+    assert_ledger_intact()
+
+
+def test_a_delivery_posted_five_times_at_once_is_recorded_once(file_room):
+    # An agent retrying a whole delivery while the first is still being recorded together: the
+    # racing chunks are stopped by the UNIQUE event_ids, rolled back and recorded read by read,
+    # which finds the first delivery's reads and answers them as replays.
+    staff = file_room["staff"]
+    uids = [f"04AABBCCDD{n:04X}" for n in range(20)]
+    for n, uid in enumerate(uids):
+        services.tag_bind(uid=uid, media=register(file_room, f"FJ-{n}"), actor=staff)
+    reader = ReaderDevice.objects.create(name="desk", location=file_room["clinic"], mode="locate")
+    start = timezone.now()
+    reads = [
+        services.StationRead(uuid.uuid4(), uids[n % 25] if n % 25 < 20 else f"04FFFF0000{n:04X}",
+                             start + timedelta(seconds=n), n)
+        for n in range(250)
+    ]
+
+    outcomes = run_together(
+        5, lambda i: services.scan_record_many(device=ReaderDevice.objects.get(pk=reader.pk), reads=reads)
+    )
+
+    assert all(isinstance(o, list) and len(o) == 250 for o in outcomes), outcomes
+    for n in range(250):
+        results = [o[n] for o in outcomes]
+        assert all(isinstance(r, tuple) for r in results), results
+        assert sorted(replayed for _record, replayed in results) == [False] + [True] * 4
+        assert len({record.pk for record, _replayed in results}) == 1
+    assert ScanRecord.objects.count() == 250
+    assert CustodyEvent.objects.filter(kind=EventKind.SEEN).count() == 200
+    assert Media.objects.filter(current_location=file_room["clinic"]).count() == 20
     assert_ledger_intact()
