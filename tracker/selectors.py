@@ -7,7 +7,19 @@ from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from .models import Badge, CustodyEvent, Loan, Location, Media, ScanRecord, Tag, TagBinding, Transfer
+from .choices import HandoverStatus
+from .models import (
+    Badge,
+    CustodyEvent,
+    Handover,
+    Loan,
+    Location,
+    Media,
+    ScanRecord,
+    Tag,
+    TagBinding,
+    Transfer,
+)
 from .permissions import READ_ALL_ROLES, has_role
 from .tags import UidError, normalise_uid
 
@@ -94,21 +106,32 @@ class StationReadLookup:
     prior_scan_id: int | None  # this read was delivered before
     badge_user_id: int | None  # the tag is someone's badge
     media_id: int | None  # the item the tag is on now
+    handover_id: int | None = None  # the pending hand-over of that item this read may accept
 
 
-# Every read at every station runs this; one plain statement instead of three ORM queries.
+_MEDIA_OF_TAG = (
+    f"SELECT b.media_id FROM {TagBinding._meta.db_table} b JOIN {Tag._meta.db_table} t "
+    "ON t.id = b.tag_id WHERE t.uid = %s AND b.unbound_at IS NULL LIMIT 1"
+)
+# Every read at every station runs this; one plain statement instead of four ORM queries.
 _STATION_READ_SQL = (
     f"SELECT (SELECT id FROM {ScanRecord._meta.db_table} WHERE event_id = %s), "
     f"(SELECT user_id FROM {Badge._meta.db_table} WHERE uid = %s AND is_active), "
-    f"(SELECT b.media_id FROM {TagBinding._meta.db_table} b JOIN {Tag._meta.db_table} t "
-    f"ON t.id = b.tag_id WHERE t.uid = %s AND b.unbound_at IS NULL LIMIT 1)"
+    f"({_MEDIA_OF_TAG}), "
+    f"(SELECT h.id FROM {Handover._meta.db_table} h WHERE h.status = '{HandoverStatus.PENDING}' "
+    f"AND h.media_id = ({_MEDIA_OF_TAG}) "
+    "AND (h.to_holder_id = %s OR (h.to_holder_id IS NULL AND h.to_location_id = %s)))"
 )
 
 
-def station_read_lookup(*, event_id, uid: str) -> StationReadLookup:
+def station_read_lookup(
+    *, event_id, uid: str, to_holder_id: int | None = None, to_location_id: int | None = None
+) -> StationReadLookup:
     """What a station read needs to know before it changes anything, in one query: whether it
-    was delivered before, whether its tag is a badge, and which item the tag is on."""
+    was delivered before, whether its tag is a badge, which item the tag is on, and whether that
+    item has a pending hand-over to this person (`to_holder_id`) or place (`to_location_id`)."""
     key = ScanRecord._meta.get_field("event_id").get_db_prep_value(event_id, connection)
+    uid = uid or ""
     with connection.cursor() as cursor:
-        cursor.execute(_STATION_READ_SQL, [key, uid or "", uid or ""])
+        cursor.execute(_STATION_READ_SQL, [key, uid, uid, uid, to_holder_id, to_location_id])
         return StationReadLookup(*cursor.fetchone())

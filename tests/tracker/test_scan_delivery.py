@@ -25,13 +25,15 @@ UIDS = [*SHELVED, ON_LOAN, IN_TRANSIT, RETIRED, BADGE, UNKNOWN, "zz-unreadable",
 
 @pytest.fixture
 def room(make_media, cast, places):
-    """Items on their shelf, one on loan, one with a courier, one retired; a badge; a locate
-    station at shelf 2 that has already recorded one read."""
+    """Items on their shelf, one on loan (handed on to shelf 2), one with a courier, one
+    retired; a badge; a locate station at shelf 2 that has already recorded one read."""
     staff = cast["staff"]
     for n, uid in enumerate([*SHELVED, ON_LOAN, IN_TRANSIT, RETIRED]):
         item = make_media(f"FJ-{n}")
         services.tag_bind(uid=uid, media=item, actor=staff)
     services.media_check_out(media=Media.objects.get(code="FJ-5"), borrower=cast["doctor"], actor=staff)
+    # handed on to the station's shelf: its first read there is the hand-over's acceptance
+    services.handover_offer(media=Media.objects.get(code="FJ-5"), actor=cast["doctor"], to_location=places["shelf2"])
     services.media_transfer(media=Media.objects.get(code="FJ-6"), actor=staff, to_location=places["courier"])
     services.media_retire(media=Media.objects.get(code="FJ-7"), actor=staff, reason="cracked")
     Badge.objects.create(uid=BADGE, user=cast["doctor2"])

@@ -201,3 +201,52 @@ def test_a_borrower_chosen_long_ago_is_not_lent_the_next_items(station, tagged, 
     [result] = post(station, read()).json()["results"]
     assert result["outcome"] == "error" and "expired" in result["message"]
     assert not Loan.objects.exists()
+
+
+def test_a_read_where_a_hand_over_waits_accepts_it_and_moves_custody(station, tagged, cast, places):
+    """The item, lent to Dr Doctor, is handed on to shelf A2's station (a place): a locate read
+    there is the receiver taking it; a read anywhere else is just a sighting."""
+    services.media_check_out(media=tagged, borrower=cast["doctor"], actor=cast["staff"])
+    offered = services.handover_offer(media=tagged, actor=cast["doctor"], to_location=places["shelf2"])
+    elsewhere = ReaderDevice.objects.create(name="clinic-desk", location=places["clinic"], mode=ReaderMode.LOCATE)
+    services.scan_record(device=elsewhere, event_id=uuid.uuid4(), raw_uid=tagged_uid(), read_at=timezone.now())
+    offered.refresh_from_db()
+    assert offered.status == "pending"
+
+    [accepted] = post(station, read()).json()["results"]
+
+    assert (accepted["outcome"], accepted["code"]) == ("ok", "handover_accepted")
+    assert "Shelf A2" in accepted["message"]
+    offered.refresh_from_db()
+    event = CustodyEvent.objects.get(event_id=accepted["event_id"])
+    assert offered.status == "accepted" and offered.closed_seq == event.seq == accepted["seq"]
+    assert (event.kind, event.payload, event.device) == ("transferred", {"handover": offered.offered_seq}, station["device"])
+    tagged.refresh_from_db()
+    assert tagged.current_location == places["shelf2"]
+    [later] = post(station, read()).json()["results"]
+    assert later["code"] == "locate"  # accepted once; the next read is a sighting
+
+
+def test_a_badge_tap_then_the_item_accepts_a_hand_over_to_that_person(station, tagged, cast):
+    services.media_check_out(media=tagged, borrower=cast["doctor"], actor=cast["staff"])
+    offered = services.handover_offer(media=tagged, actor=cast["doctor"], to_holder=cast["doctor2"])
+    services.station_configure(device=station["device"], mode=ReaderMode.CHECK_OUT)
+    Badge.objects.create(uid="0A0B0C0E", user=cast["staff"])
+    Badge.objects.create(uid="0A0B0C0F", user=cast["doctor2"])
+    post(station, read(uid="0A0B0C0E"))
+    [refused] = post(station, read()).json()["results"]
+    assert refused["code"] == "already_on_loan"  # staff is not whom it is handed to
+
+    post(station, read(uid="0A0B0C0F"))
+    [accepted] = post(station, read()).json()["results"]
+
+    assert accepted["code"] == "handover_accepted" and "Doctor2" in accepted["message"]
+    loan = Loan.objects.get(media=tagged, returned_at__isnull=True)
+    assert loan.borrower == cast["doctor2"]
+    offered.refresh_from_db()
+    assert offered.status == "accepted"
+    assert not services.scan_can_undo(ScanRecord.objects.get(event_id=accepted["event_id"]))
+
+
+def tagged_uid() -> str:
+    return "04A1B2C3D4E5F6"

@@ -30,6 +30,7 @@ from ..selectors import StationReadLookup, station_read_lookup
 from ..models import (
     Badge,
     CustodyEvent,
+    Handover,
     Loan,
     Location,
     Media,
@@ -58,6 +59,7 @@ from .custody import (
     media_transfer,
     tag_for,
 )
+from .handovers import handover_accept, handover_receiver
 from .inventory import inventory_station_read
 
 User = AbstractBaseUser
@@ -140,7 +142,7 @@ def _scan_record_once(*, device, event_id, raw_uid, read_at, counter) -> tuple[S
     else:
         unreadable = None
     # Outside the ledger lock, so stations do their look-ups side by side.
-    found = station_read_lookup(event_id=event_id, uid=record.uid)
+    found = station_read_lookup(event_id=event_id, uid=record.uid, **_handover_receiver(device))
     if found.prior_scan_id is not None:
         prior = ScanRecord.objects.get(pk=found.prior_scan_id)
         return _replay(prior, device=device, raw_uid=raw_uid, read_at=read_at, counter=counter), True
@@ -332,6 +334,9 @@ def _scan_meaning(record: ScanRecord, *, device: ReaderDevice, found: StationRea
             return
         raise _unknown_tag(record.uid)
     read = Read(record.uid, record.read_at, record.counter)
+    if found.handover_id is not None:
+        _accept_handover(record, device=device, found=found, read=read)
+        return
     common = {"actor": None, "device": device, "event_id": record.event_id, "read": read}
     mode = device.mode
     if mode == ReaderMode.LOCATE:
@@ -345,6 +350,31 @@ def _scan_meaning(record: ScanRecord, *, device: ReaderDevice, found: StationRea
         if not _other_mode(record, media=media, device=device, common=common):
             return
     record.outcome, record.code = ScanOutcome.OK, mode
+    record.event_seq = ledger.recorded(record.event_id).seq
+
+
+def _handover_receiver(device: ReaderDevice) -> dict:
+    """Whom a read at this station hands an item to, if a hand-over waits for them: the chosen
+    borrower at a check-out station, the station's place at a locate or transfer station."""
+    if device.mode == ReaderMode.CHECK_OUT:
+        return {"to_holder_id": device.borrower_id}
+    if device.mode in (ReaderMode.LOCATE, ReaderMode.TRANSFER):
+        return {"to_location_id": device.location_id}
+    return {}
+
+
+def _accept_handover(record: ScanRecord, *, device: ReaderDevice, found: StationReadLookup, read: Read) -> None:
+    """The read is the receiver taking an item handed on to them (or to this place): the
+    hand-over's acceptance is the custody move (handovers.handover_accept)."""
+    if device.mode == ReaderMode.CHECK_OUT:
+        _station_borrower(device)  # a choice made long ago accepts nothing
+    handover = Handover.objects.select_related("media", "to_holder", "to_location").get(pk=found.handover_id)
+    handover_accept(handover=handover, actor=None, device=device, event_id=record.event_id, read=read)
+    record.media = handover.media
+    record.outcome, record.code = ScanOutcome.OK, "handover_accepted"
+    record.message = _("%(code)s handed over to %(receiver)s") % {
+        "code": handover.media.code, "receiver": handover_receiver(handover),
+    }
     record.event_seq = ledger.recorded(record.event_id).seq
 
 
