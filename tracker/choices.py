@@ -154,3 +154,23 @@ class HandoverStatus(models.TextChoices):
     ACCEPTED = "accepted", _("Accepted")
     DECLINED = "declined", _("Declined")
     CANCELLED = "cancelled", _("Cancelled")
+
+
+class AccessAction(models.TextChoices):
+    """What someone did with custody data that the access log records (auditors' reads of
+    patient data, exports, verifications)."""
+
+    VIEWED = "viewed", _("Viewed")
+    EXPORTED = "exported", _("Exported")
+    VERIFIED = "verified", _("Verified")
+
+
+class AccessSubject(models.TextChoices):
+    """Whose or what custody data was read."""
+
+    MEDIA = "media", _("Item")
+    PATIENT = "patient", _("Patient")
+    BORROWER = "borrower", _("Borrower")
+    LOCATION = "location", _("Location")
+    EVENTS = "events", _("Event list")
+    LEDGER = "ledger", _("Ledger")

@@ -11,6 +11,8 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework_api_key.models import AbstractAPIKey
 
 from .choices import (
+    AccessAction,
+    AccessSubject,
     EventKind,
     FlagKind,
     HandoverStatus,
@@ -693,3 +695,30 @@ class Signature(AppendOnlyModel):
 
     def __str__(self) -> str:
         return f"signature of event {self.event_seq}"
+
+
+class AccessLog(AppendOnlyModel):
+    """Who viewed which custody chain or export, and when: every auditor read of patient data is
+    itself recorded (append-only; shown on the auditors' access-log page)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("user")
+    )
+    at = models.DateTimeField(_("when"), auto_now_add=True)
+    action = models.CharField(_("action"), max_length=16, choices=AccessAction.choices)
+    subject_kind = models.CharField(_("subject"), max_length=16, choices=AccessSubject.choices)
+    subject = models.CharField(_("which"), max_length=100, blank=True)
+    detail = models.JSONField(_("detail"), default=dict, blank=True)
+    path = models.CharField(_("address"), max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [
+            models.Index(fields=["user", "-at"]),
+            models.Index(fields=["subject_kind", "subject", "-at"]),
+        ]
+        verbose_name = _("access log entry")
+        verbose_name_plural = _("access log")
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.action} {self.subject_kind}:{self.subject}"
