@@ -50,12 +50,14 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_htmx",
     "axes",
+    "csp",
     "tracker",
     "archive",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -168,6 +170,25 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "tracker.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+# Content-Security-Policy, in every environment (so tests meet it): scripts, styles, images and
+# connections only from this site; no inline script or style anywhere (templates use classes
+# from static/filmroom/filmroom.css and scripts from static/), no plugins, no framing. Drawn
+# signatures travel as data: URLs inside form posts and are shown from this site.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Filmroom API",
     "DESCRIPTION": "Custody chain of tagged radiology media: media, tags, loans, transfers, ledger.",

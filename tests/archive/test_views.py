@@ -1,6 +1,8 @@
 """The archive's pages: a patient, a study, a disc manifest, a disc check, what the media page
 adds, linking an item to studies (from a real Orthanc, or by UID) and the retention review."""
+import re
 from datetime import date
+from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -177,7 +179,10 @@ def test_it_pages_through_a_large_manifest(page_for, scene, monkeypatch):
 def test_it_shows_a_disc_check_with_every_path_that_differs(page_for, scene):
     page = html(page_for("doctor").get(f"/verifications/{scene['check'].pk}/"))
 
-    assert "Altered" in page and "var(--bad)" in page
+    # shown in red: the class the style sheet colours with --bad (no inline styles under the CSP)
+    assert "Altered" in page and 'class="status verdict verdict-altered"' in page
+    css = (Path(__file__).resolve().parents[2] / "static/filmroom/filmroom.css").read_text()
+    assert re.search(r"\.verdict-altered \{ color: var\(--bad\)", css)
     assert "IMAGES/IM0002" in page and "IMAGES/IM0001" in page and "EXTRA/NEW.DCM" in page
     assert f'href="/manifests/{scene["manifest"].pk}/"' in page
 
