@@ -5,6 +5,7 @@ from .api import flags as flags_api
 from .api import handovers as handovers_api
 from .api import inventory as inventory_api
 from .api import loan_requests as loan_requests_api
+from .api import signatures as signatures_api
 from .views import flags as flags_views
 from .views import handovers as handovers_views
 from .views import inventory as inventory_views
@@ -31,6 +32,7 @@ api_urlpatterns = [
     *flags_api.urlpatterns,
     *inventory_api.urlpatterns,
     *handovers_api.urlpatterns,
+    *signatures_api.urlpatterns,
 ]
 
 urlpatterns = [

@@ -1,4 +1,4 @@
-// Scan station: live scans over server-sent events, keyboard-wedge input, undo.
+// Scan station: live scans over server-sent events, keyboard-wedge input, undo, signing.
 (function () {
   "use strict";
   var root = document.getElementById("station");
@@ -59,6 +59,8 @@
           // Say it worked: a greyed-out "Undo" alone looks like it failed.
           row.classList.add("undone");
           undo.textContent = i18n.undone;
+          var sign = row.querySelector("a.sign"); // an undone scan has nothing left to sign
+          if (sign) sign.remove();
         });
       });
       actions.appendChild(undo);
@@ -68,6 +70,13 @@
       bind.href = scan.bind_url;
       bind.textContent = i18n.bind;
       actions.appendChild(bind);
+    }
+    if (scan.sign_url) { // the borrower signs on this screen right after the tap
+      var sign = document.createElement("a");
+      sign.href = scan.sign_url;
+      sign.className = "sign";
+      sign.textContent = i18n.sign;
+      actions.appendChild(sign);
     }
     tbody.insertBefore(row, tbody.firstChild);
     empty.hidden = true;

@@ -22,7 +22,9 @@ UID = "04A1B2C3D4E5F6"
 
 @pytest.fixture
 def counter(places, cast):
-    call_command("register_reader", "counter-1", "--location", "FR", stdout=StringIO(), stderr=StringIO())
+    call_command(
+        "register_reader", "counter-1", "--location", "FR", stdout=StringIO(), stderr=StringIO()
+    )
     return ReaderDevice.objects.get(name="counter-1")
 
 
@@ -33,7 +35,10 @@ def ready_request(cast, make_media):
     services.tag_bind(uid=UID, media=jacket, actor=cast["staff"])
     today = timezone.localdate()
     made = services.loan_request_make(
-        requester=cast["doctor"], media=jacket, purpose="Compare", needed_from=today,
+        requester=cast["doctor"],
+        media=jacket,
+        purpose="Compare",
+        needed_from=today,
         needed_until=today + timedelta(days=2),
     )
     services.loan_request_approve(request=made, actor=cast["staff"])
@@ -64,12 +69,17 @@ def test_undoing_the_station_check_out_that_fulfilled_a_request_makes_it_ready_a
     assert services.next_in_queue(back.media).pk == back.pk
     assert projection.rebuild(check_only=True) == []
     projection.rebuild(check_only=False)
-    assert LoanRequest.objects.get(created_seq=ready_request.created_seq).status == RequestStatus.READY
+    assert (
+        LoanRequest.objects.get(created_seq=ready_request.created_seq).status == RequestStatus.READY
+    )
 
     # The doctor then takes it after all: the same request is fulfilled by the new check-out.
     again = station_read(counter)
     assert again.outcome == "ok", again.message
-    assert LoanRequest.objects.get(created_seq=ready_request.created_seq).status == RequestStatus.FULFILLED
+    assert (
+        LoanRequest.objects.get(created_seq=ready_request.created_seq).status
+        == RequestStatus.FULFILLED
+    )
 
 
 def test_undoing_a_plain_check_out_touches_no_request(counter, cast, make_media, ready_request):
@@ -98,7 +108,9 @@ def test_the_request_errors_live_with_the_other_domain_errors_and_keep_their_old
         assert issubclass(error, exceptions.DomainError)
 
 
-def test_a_refusal_raised_by_the_request_services_is_the_moved_class(cast, make_media, ready_request):
+def test_a_refusal_raised_by_the_request_services_is_the_moved_class(
+    cast, make_media, ready_request
+):
     with pytest.raises(exceptions.RequestClosed):
         services.loan_request_approve(request=ready_request, actor=cast["staff"])
 

@@ -28,6 +28,7 @@ from ..permissions import (
     LoginSessionAuthentication,
 )
 from ..tags import UidError, normalise_uid
+from .signatures import signature_field, signature_in, signed_by_field
 from .shapes import (
     ERRORS,
     EventIdIn,
@@ -314,8 +315,12 @@ class LoanDetailApi(RoleAPIView, generics.RetrieveAPIView):
 
 
 class LoanReturnApi(RoleAPIView):
+    """Take a loan's item back; `signature` (a PNG data URL) is the returner's, if they sign."""
+
     class LoanReturnIn(EventIdIn):
         location = location_field(required=False, allow_null=True, default=None)
+        signature = signature_field()
+        signed_by = signed_by_field()
 
     @extend_schema(request=LoanReturnIn, responses={200: LoanOut, **ERRORS})
     def post(self, request, pk):
@@ -344,6 +349,8 @@ class LoanReturnApi(RoleAPIView):
             location=data.validated_data["location"],
             actor=request.user,
             event_id=event_id,
+            signature=signature_in(data.validated_data["signature"]),
+            signed_by=data.validated_data["signed_by"],
         )
         loan.refresh_from_db()
         return Response(LoanOut(loan).data)

@@ -19,10 +19,10 @@ from archive.models import Patient, Study
 
 from .. import selectors, services
 from ..choices import RequestStatus, Role
-from ..exceptions import UnknownObject
-from ..services.loan_requests import RequestClosed
+from ..exceptions import RequestClosed, UnknownObject
 from ..models import Loan, LoanRequest
 from ..permissions import EVERY_ROLE, READ_ALL_ROLES, has_role
+from .signatures import signature_field, signature_in, signed_by_field
 from .shapes import (
     ERRORS,
     EventIdIn,
@@ -258,12 +258,17 @@ class LoanRequestCancelApi(RoleAPIView):
 
 class LoanRequestCheckOutApi(RoleAPIView):
     """Lend the request's item to its requester, to its destination: the hand-over at the desk
-    (staff). The same as a check-out naming the request."""
+    (staff). The same as a check-out naming the request. `signature` (a PNG data URL) is the
+    requester's, drawn at the desk."""
 
-    @extend_schema(request=EventIdIn, responses={201: LoanOut, **ERRORS})
+    class RequestCheckOutIn(EventIdIn):
+        signature = signature_field()
+        signed_by = signed_by_field()
+
+    @extend_schema(request=RequestCheckOutIn, responses={201: LoanOut, **ERRORS})
     def post(self, request, pk):
         loan_request = loan_request_or_404(pk, request.user)
-        data = EventIdIn(data=request.data)
+        data = self.RequestCheckOutIn(data=request.data)
         data.is_valid(raise_exception=True)
         if loan_request.media is None:
             raise RequestClosed(
@@ -277,6 +282,8 @@ class LoanRequestCheckOutApi(RoleAPIView):
             destination=loan_request.destination,
             request=loan_request,
             event_id=data.validated_data["event_id"],
+            signature=signature_in(data.validated_data["signature"]),
+            signed_by=data.validated_data["signed_by"],
         )
         return Response(LoanOut(loan).data, status=status.HTTP_201_CREATED)
 

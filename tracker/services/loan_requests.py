@@ -27,6 +27,7 @@ The rules a file room runs by, as decided here:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
@@ -57,6 +58,7 @@ from .custody import User, _locked, _name, _record
 __all__ = [
     "DEFAULT_MAX_RENEWALS",
     "NotAllowed",
+    "PullShelf",
     "QueueAhead",
     "RenewalRefused",
     "RequestClosed",
@@ -71,6 +73,7 @@ __all__ = [
     "loan_requests_expire",
     "loan_requests_waiting",
     "next_in_queue",
+    "pull_list",
     "queue_position",
     "request_queue",
 ]
@@ -130,6 +133,65 @@ def queue_position(request: LoanRequest) -> int | None:
         if queued.pk == request.pk:
             return position
     return None
+
+
+@dataclass
+class PullShelf:
+    """One shelf of a pull list: where to walk, and the requests to pull there."""
+
+    location: Location
+    path: list[Location]  # from the outermost place (the file room) down to the shelf
+    requests: list[LoanRequest]
+
+
+def pull_list(*, day: date, within: Location | None = None) -> list[PullShelf]:
+    """The approved requests to pull for `day` (needed from that day or earlier and not yet
+    expired), grouped by the shelf each item is on (its home shelf while it is away), shelves in
+    walking order: by shelf order and code at each level of the location tree, so a room's
+    shelves stay together. `within` keeps the shelves inside one place (a file room).
+    An item is listed once, for the first of its requests in the queue; the others due that
+    day are in that request's `also`."""
+    requests = (
+        LoanRequest.objects.filter(
+            status=RequestStatus.APPROVED,
+            media__isnull=False,
+            needed_from__lte=day,
+            needed_until__gte=day,
+        )
+        .select_related(
+            "requester", "destination", "media__patient", "media__current_location",
+            "media__home_location",
+        )
+        .order_by("created_seq")
+    )
+    places = {place.pk: place for place in Location.objects.all()}
+
+    def path_of(place: Location) -> list[Location]:
+        path, seen = [], set()
+        while place is not None and place.pk not in seen:  # an admin's loop must not hang us
+            seen.add(place.pk)
+            path.append(place)
+            place = places.get(place.parent_id)
+        return path[::-1]
+
+    shelves: dict[int, PullShelf] = {}
+    for request in requests:
+        media = request.media
+        found = media.current_location if media.status == MediaStatus.ON_SHELF else None
+        place = places[(found or media.home_location).pk]
+        path = path_of(place)
+        if within is not None and within.pk not in {p.pk for p in path}:
+            continue
+        shelf = shelves.setdefault(place.pk, PullShelf(place, path, []))
+        first = next((r for r in shelf.requests if r.media_id == request.media_id), None)
+        if first is None:  # the item is pulled once, for the first in its queue
+            request.also = []
+            shelf.requests.append(request)
+        else:
+            first.also.append(request)
+    for shelf in shelves.values():
+        shelf.requests.sort(key=lambda r: r.media.code)
+    return sorted(shelves.values(), key=lambda s: [(p.shelf_order, p.code) for p in s.path])
 
 
 def loan_requests_waiting(*, media: Media, besides=None) -> QuerySet[LoanRequest]:

@@ -10,6 +10,7 @@ Two ways in:
 Either way the image lives in a Signature row keyed by the signed event's seq (one per event), and
 `signature_intact` compares it with the hash the ledger holds (the chain vouches for that hash).
 """
+
 from __future__ import annotations
 
 import base64
@@ -63,7 +64,7 @@ def signature_from_data_url(text: str) -> bytes:
         raise InvalidRequest(
             _("A signature is sent as a PNG data URL (data:image/png;base64,...); this is not one.")
         )
-    encoded = text[len(DATA_URL_PREFIX):]
+    encoded = text[len(DATA_URL_PREFIX) :]
     if len(encoded) > (MAX_BYTES * 4) // 3 + 4:
         raise InvalidRequest(_too_big(len(encoded) * 3 // 4))
     try:
@@ -104,13 +105,17 @@ def signature_check(image: bytes) -> None:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         raise InvalidRequest(_("The signature is not a readable PNG image.")) from None
     if ink < MIN_INK_PIXELS:
-        raise InvalidRequest(_("The signature pad is blank: sign on it, or leave the signature out."))
+        raise InvalidRequest(
+            _("The signature pad is blank: sign on it, or leave the signature out.")
+        )
 
 
 def _ink_pixels(picture: Image.Image) -> int:
     """Pixels that differ from the background (the commonest colour, transparency seen on white)."""
     rgba = picture.convert("RGBA")
-    flat = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+    flat = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert(
+        "RGB"
+    )
     colours = flat.getcolors(maxcolors=flat.width * flat.height)
     background = max(colours)[1]
     difference = ImageChops.difference(flat, Image.new("RGB", flat.size, background))
@@ -118,7 +123,7 @@ def _ink_pixels(picture: Image.Image) -> int:
         ImageChops.lighter(difference.getchannel(0), difference.getchannel(1)),
         difference.getchannel(2),
     )
-    return sum(channel_max.histogram()[INK_THRESHOLD + 1:])
+    return sum(channel_max.histogram()[INK_THRESHOLD + 1 :])
 
 
 def signature_keep(*, event_seq: int, image: bytes, signed_by: str = "") -> Signature:
@@ -165,7 +170,9 @@ def signature_add(
     if not has_role(actor, STAFF_ROLES):
         raise NotAllowed(_("Only the file room can add a signature to a check-out or return."))
     if signed is None:
-        raise UnknownObject(_("There is no ledger event %(seq)s.") % {"seq": event_seq}, event=event_seq)
+        raise UnknownObject(
+            _("There is no ledger event %(seq)s.") % {"seq": event_seq}, event=event_seq
+        )
     if signed.kind not in SIGNABLE_KINDS:
         raise InvalidRequest(
             _("Only a check-out or a return can be signed; event %(seq)s is “%(kind)s”.")
@@ -174,7 +181,8 @@ def signature_add(
         )
     if Signature.objects.filter(event_seq=event_seq).exists():
         raise Conflict(
-            _("Event %(seq)s is already signed; a signature cannot be replaced.") % {"seq": event_seq},
+            _("Event %(seq)s is already signed; a signature cannot be replaced.")
+            % {"seq": event_seq},
             event=event_seq,
         )
     signed_by = _signed_by_checked(signed_by)
@@ -183,7 +191,7 @@ def signature_add(
     return signature_keep(event_seq=event_seq, image=image, signed_by=signed_by)
 
 
-# --- read side: is it intact, who may see it -------------------------------------------------------
+# --- read side: is it intact, who may see it ----------------------------------------------------
 
 
 def _ledger_digests(seqs) -> dict[int, str]:
@@ -191,7 +199,9 @@ def _ledger_digests(seqs) -> dict[int, str]:
     own payload, or in the first signature_added event naming it."""
     seqs = list(seqs)
     found: dict[int, str] = {}
-    for event in CustodyEvent.objects.filter(kind=EventKind.SIGNATURE_ADDED, payload__event__in=seqs).order_by("-seq"):
+    for event in CustodyEvent.objects.filter(
+        kind=EventKind.SIGNATURE_ADDED, payload__event__in=seqs
+    ).order_by("-seq"):
         found[event.payload["event"]] = event.payload.get("signature")
     for seq, payload in CustodyEvent.objects.filter(seq__in=seqs).values_list("seq", "payload"):
         if payload and payload.get("signature"):
@@ -223,7 +233,9 @@ def signature_checks(seqs) -> dict[int, SignatureCheck]:
     """The signatures of these events (those that have one), each checked against the ledger."""
     signatures = list(Signature.objects.filter(event_seq__in=list(seqs)))
     digests = _ledger_digests(s.event_seq for s in signatures)
-    return {s.event_seq: SignatureCheck(s, _intact(s, digests.get(s.event_seq))) for s in signatures}
+    return {
+        s.event_seq: SignatureCheck(s, _intact(s, digests.get(s.event_seq))) for s in signatures
+    }
 
 
 def signature_visible_to(user, event_seq: int) -> bool:

@@ -20,7 +20,15 @@ from django.views.decorators.http import require_POST
 from .. import api, selectors, services
 from ..choices import ReaderMode, Role, ScanOutcome
 from ..exceptions import DomainError, InvalidRequest, error_body
-from ..models import InventorySession, Location, Media, ReaderDevice, ScanRecord
+from ..models import (
+    CustodyEvent,
+    InventorySession,
+    Location,
+    Media,
+    ReaderDevice,
+    ScanRecord,
+    Signature,
+)
 from ..permissions import STAFF_ROLES, has_role, roles_of
 from .handovers import handover_context
 
@@ -107,7 +115,30 @@ def scan_payload(scan: ScanRecord) -> dict:
         "can_undo": services.scan_can_undo(scan),
         "bind_url": reverse("station-bind", args=[scan.device.name]) + f"?uid={scan.uid}"
         if scan.outcome == ScanOutcome.UNKNOWN_TAG else None,
+        "sign_url": _sign_url(scan),
     }
+
+
+# The station offers "Sign" on a check-out or check-in for as long as it offers Undo; the page
+# then accepts the signature for a while longer, since drawing one takes the borrower a moment.
+SIGN_GRACE_SECONDS = 300
+SIGNABLE_MODES = (ReaderMode.CHECK_OUT, ReaderMode.CHECK_IN)
+
+
+def _signable(scan: ScanRecord, *, within: float) -> bool:
+    return (
+        scan.outcome == ScanOutcome.OK
+        and scan.code in SIGNABLE_MODES
+        and scan.event_seq is not None
+        and scan.undo_seq is None
+        and (timezone.now() - scan.received_at).total_seconds() < within
+    )
+
+
+def _sign_url(scan: ScanRecord, signed: frozenset = frozenset()) -> str | None:
+    if not _signable(scan, within=services.UNDO_SECONDS) or scan.event_seq in signed:
+        return None
+    return reverse("station-sign", args=[scan.device.name, scan.pk])
 
 
 @login_required
@@ -116,6 +147,12 @@ def station(request, name: str):
     scans = list(
         ScanRecord.objects.filter(device=device).select_related("media__patient", "device")[:30]
     )
+    signed = frozenset(
+        Signature.objects.filter(event_seq__in=[s.event_seq for s in scans if s.event_seq])
+        .values_list("event_seq", flat=True)
+    )
+    for scan in scans:
+        scan.sign_url = _sign_url(scan, signed)
     people = (
         get_user_model().objects.filter(is_active=True, groups__name__in=[Role.CLINICIAN, Role.FILE_ROOM])
         .distinct().order_by("last_name", "username")
@@ -182,6 +219,55 @@ def station_undo(request, name: str):
     except DomainError as error:
         return JsonResponse(error_body(error.code, error.message), status=error.status)
     return JsonResponse({"undone": record.pk, "seq": event.seq})
+
+
+@login_required
+def station_sign(request, name: str, scan_id: int):
+    """The borrower signs for a check-out (or whoever brought it back, for a check-in) on the
+    station's screen right after the tap: the signature is added to that scan's ledger event."""
+    device = _station(request, name)
+    scan = get_object_or_404(
+        ScanRecord.objects.select_related("media", "device"), pk=scan_id, device=device
+    )
+    event = CustodyEvent.objects.select_related("holder").filter(seq=scan.event_seq).first()
+    error, status = None, 200
+    if not _signable(scan, within=services.UNDO_SECONDS + SIGN_GRACE_SECONDS) or event is None:
+        error, status = gettext(
+            "This scan can no longer be signed: only a check-out or check-in can be, shortly after "
+            "the tap and unless it was undone."
+        ), 409
+    elif Signature.objects.filter(event_seq=scan.event_seq).exists():
+        error, status = gettext("This scan is already signed."), 409
+    elif request.method == "POST":
+        try:
+            services.signature_add(
+                event_seq=scan.event_seq,
+                image=services.signature_from_data_url(request.POST.get("signature", "")),
+                actor=request.user,
+                signed_by=request.POST.get("signed_by", ""),
+            )
+        except DomainError as exc:
+            error, status = exc.message, exc.status
+        else:
+            messages.success(
+                request, gettext("Signature saved for %(code)s.") % {"code": scan.media.code}
+            )
+            return redirect("station", name=device.name)
+    signer = ""
+    if event is not None and event.holder is not None:
+        signer = event.holder.get_full_name() or event.holder.get_username()
+    return render(
+        request,
+        "tracker/station_sign.html",
+        {
+            "device": device,
+            "scan": scan,
+            "error": error,
+            "can_sign": status in (200, 400),  # a refused drawing may be drawn again
+            "signed_by": request.POST.get("signed_by", signer),
+        },
+        status=status,
+    )
 
 
 @login_required

@@ -3,31 +3,35 @@
 "My requests" (`loan-requests-mine`): anyone but an auditor asks for an item, a patient's media or
 a study's, sees each request's status and place in the queue, cancels, and renews their loans.
 The file room's queue (`loan-requests-queue`): pending requests to approve or deny, approved ones
-by item (on the shelf: pull and mark ready; on loan: who waits), and those ready at the desk.
+by item (on the shelf: pull and mark ready; on loan: who waits), and those ready at the desk,
+lent with the requester's signature if they draw one. The pull list (`loan-requests-pull-list`,
+and its PDF): a day's approved requests shelf by shelf in walking order.
 Every form posts, the service decides, and the page comes back with what happened."""
 
 from __future__ import annotations
 
 from datetime import date
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
-from django.urls import path
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from archive.models import Patient, Study
 
-from .. import selectors, services
+from .. import pdf, selectors, services
 from ..api.loan_requests import REQUESTER_ROLES, loan_request_list
-from ..choices import MediaStatus, RequestStatus
+from ..choices import LocationKind, MediaStatus, RequestStatus
 from ..exceptions import DomainError
 from ..models import Loan, LoanRequest, Location, Media
 from ..permissions import READ_ALL_ROLES, STAFF_ROLES, has_role
+from . import signatures as signatures_views
 
 OPEN = (RequestStatus.PENDING, RequestStatus.APPROVED, RequestStatus.READY)
 
@@ -313,11 +317,13 @@ def request_ready(request, pk: int):
 @login_required
 @require_POST
 def request_check_out(request, pk: int):
-    """Hand the pulled item to the requester: the check-out that fulfils the request."""
+    """Hand the pulled item to the requester: the check-out that fulfils the request, with the
+    signature they drew on the page, if they did."""
     _staff_only(request.user)
     loan_request = _request_or_404(request, pk)
     if loan_request.media is None:
         raise Http404
+    drawn = request.POST.get("signature", "").strip()
     return _act(
         request,
         lambda: services.media_check_out(
@@ -326,6 +332,7 @@ def request_check_out(request, pk: int):
             actor=request.user,
             destination=loan_request.destination,
             request=loan_request,
+            signature=services.signature_from_data_url(drawn) if drawn else None,
         ),
         _("%(code)s lent to %(name)s.")
         % {
@@ -336,8 +343,73 @@ def request_check_out(request, pk: int):
     )
 
 
+def _pull_list_asked(request) -> tuple[date, Location | None, str]:
+    """The day and file room a pull list is asked for (today and every room by default), and
+    what was wrong with the question, if anything."""
+    if not has_role(request.user, READ_ALL_ROLES):
+        raise PermissionDenied
+    problem = ""
+    day = _parse_day(request.GET.get("day", "")) if request.GET.get("day") else None
+    if day is None:
+        if request.GET.get("day"):
+            problem = _("Give the day as YYYY-MM-DD; showing today.")
+        day = timezone.localdate()
+    room = None
+    if code := request.GET.get("room", "").strip():
+        room = Location.objects.filter(code=code).first()
+        if room is None:
+            problem = _("No location has the code %(code)s; showing every file room.") % {"code": code}
+    return day, room, problem
+
+
+def _file_room_name(room: Location | None, shelves) -> str:
+    if room is not None:
+        return room.name
+    names = list(dict.fromkeys(shelf.path[0].name for shelf in shelves))  # in walking order
+    return ", ".join(names) if names else _("all")
+
+
+@login_required
+def pull_list(request):
+    """The approved requests to pull for a day, shelf by shelf in walking order."""
+    day, room, problem = _pull_list_asked(request)
+    if problem:
+        messages.error(request, problem)
+    shelves = services.pull_list(day=day, within=room)
+    query = {"day": day.isoformat(), **({"room": room.code} if room else {})}
+    return render(
+        request,
+        "tracker/loan_requests/pull_list.html",
+        {
+            "day": day,
+            "room": room,
+            "rooms": Location.objects.filter(kind=LocationKind.ROOM, is_active=True),
+            "shelves": shelves,
+            "items": sum(len(shelf.requests) for shelf in shelves),
+            "file_room": _file_room_name(room, shelves),
+            "pdf_url": f"{reverse('loan-requests-pull-list-pdf')}?{urlencode(query)}",
+        },
+    )
+
+
+@login_required
+def pull_list_pdf(request):
+    """The same pull list, printable: A4, a box to tick per item."""
+    day, room, problem = _pull_list_asked(request)
+    if problem:
+        return HttpResponseBadRequest(problem, content_type="text/plain; charset=utf-8")
+    shelves = services.pull_list(day=day, within=room)
+    document = pdf.pull_list_pdf(shelves=shelves, day=day, file_room=_file_room_name(room, shelves))
+    response = HttpResponse(document, content_type="application/pdf")
+    response["Content-Disposition"] = f'inline; filename="pull-list-{day.isoformat()}.pdf"'
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
 # Mounted at the site root by tracker/urls.py.
 urlpatterns: list = [
+    path("requests/pull-list/", pull_list, name="loan-requests-pull-list"),
+    path("requests/pull-list.pdf", pull_list_pdf, name="loan-requests-pull-list-pdf"),
     path("requests/", my_requests, name="loan-requests-mine"),
     path("requests/new/", request_make, name="loan-request-make"),
     path("requests/queue/", queue, name="loan-requests-queue"),
@@ -347,4 +419,6 @@ urlpatterns: list = [
     path("requests/<int:pk>/ready/", request_ready, name="loan-request-ready"),
     path("requests/<int:pk>/check-out/", request_check_out, name="loan-request-check-out"),
     path("loans/<int:pk>/renew/", loan_renew, name="loan-renew"),
+    # The signature pages (the image, signing at a station) ride on this module's mount.
+    *signatures_views.urlpatterns,
 ]
