@@ -248,6 +248,12 @@ DISC_WORKER_MEMORY_MB = int(os.environ.get("FILMROOM_DISC_WORKER_MEMORY_MB", "10
 #  "web": {"protocol": "dicomweb", "base_url": "https://pacs/dicom-web", "timeout": 10}}
 PACS = json.loads(os.environ.get("FILMROOM_PACS", "{}"))
 
+# Labels (tracker/labels.py): the site's address as printed in QR codes, e.g.
+# https://filmroom.hospital.example (blank: the address the labels page was opened at), and
+# whether an item's label shows the patient's name (the patient ID is always printed).
+SITE_URL = os.environ.get("FILMROOM_SITE_URL", "").rstrip("/")
+LABEL_SHOW_PATIENT_NAME = env_bool("FILMROOM_LABEL_SHOW_PATIENT_NAME", False)
+
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("FILMROOM_SECURE_SSL_REDIRECT", True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -265,7 +271,19 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Addresses in log lines are reduced to their routes: no patient names or IDs in the logs.
+    "filters": {"no_patient_data": {"()": "tracker.log_filters.NoPatientData"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["no_patient_data"]}
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("FILMROOM_LOG_LEVEL", "INFO")},
-    "loggers": {"axes": {"level": "WARNING"}},
+    "loggers": {
+        "axes": {"level": "WARNING"},
+        # pynetdicom logs query identifiers (patient names and IDs) at INFO and DEBUG.
+        "pynetdicom": {"level": "WARNING"},
+        # Django's own handlers for these would bypass the filter; send them to ours.
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.request": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        "django.security": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+    },
 }
