@@ -50,7 +50,11 @@
     canvas.addEventListener("pointerdown", function (event) {
       if (event.button !== 0) return;
       event.preventDefault();
-      canvas.setPointerCapture(event.pointerId);
+      try {
+        canvas.setPointerCapture(event.pointerId); // keep the stroke when it leaves the pad
+      } catch (error) {
+        // A pointer the browser no longer tracks: draw without capturing it.
+      }
       drawing = true;
       last = point(event);
       stroke(last, event.pressure);
@@ -58,7 +62,9 @@
     canvas.addEventListener("pointermove", function (event) {
       if (!drawing) return;
       event.preventDefault();
-      var events = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
+      // The points the browser merged into this event, for a smooth line; some give none.
+      var events = (event.getCoalescedEvents && event.getCoalescedEvents()) || [];
+      if (!events.length) events = [event];
       for (var i = 0; i < events.length; i++) stroke(point(events[i]), events[i].pressure);
     });
     function finish() {

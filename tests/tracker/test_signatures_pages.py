@@ -95,6 +95,8 @@ def test_the_borrower_signs_after_the_tap_and_the_station_stops_offering_it(page
     added = CustodyEvent.objects.latest("seq")
     assert (added.kind, added.actor) == (EventKind.SIGNATURE_ADDED, cast["staff"])
     assert 'class="sign"' not in staff.get("/station/counter-1/").content.decode()
+    chain = staff.get("/media/FJ-300/").content.decode()
+    assert f"for event {scan.event_seq}" in chain and "Signed by Dana Osei" in chain
     again = staff.post(tapped["sign_url"], {"signature": data_url(drawn(seed=2))})
     assert again.status_code == 409 and "already signed" in again.content.decode()
 
