@@ -263,6 +263,8 @@ def test_exactly_one_receiver_who_is_someone_else_and_active(lent, cast, places,
         ({"to_holder": cast["doctor2"], "to_location": places["external"]}, "choose exactly one"),
         ({"to_holder": cast["doctor"]}, "Doctor already has FJ-1 on loan"),
         ({"to_holder": gone}, "account is disabled"),
+        ({"to_holder": cast["auditor"]}, "Auditor cannot take items on loan"),
+        ({"to_holder": cast["nobody"]}, "Nobody cannot take items on loan"),
         ({"to_location": places["courier"]}, "Courier is a courier"),
         ({"to_location": places["clinic"]}, "FJ-1 is already at Orthopaedics"),
     ]

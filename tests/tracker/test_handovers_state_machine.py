@@ -66,6 +66,9 @@ class FileRoomDayWithHandovers(FileRoomDay):
         super().__init__()
         # Acting on others' hand-overs is for file-room staff.
         self.staff.groups.add(Group.objects.get_or_create(name=Role.FILE_ROOM)[0])
+        clinicians = Group.objects.get_or_create(name=Role.CLINICIAN)[0]
+        for name in ("doctor", "doctor2", "gone"):  # an item is handed to clinicians
+            self.users[name].groups.add(clinicians)
         self.offered: dict[int, Offered] = {}  # offered_seq → hand-over
 
     # Two items from the start and none of the base machine's tag and checkpoint moves: the

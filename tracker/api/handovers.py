@@ -19,15 +19,16 @@ from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 
 from .. import services
-from ..choices import HandoverStatus, Role
+from ..choices import HandoverStatus
 from ..exceptions import UnknownObject
 from ..models import Handover
 from ..permissions import EVERY_ROLE, READ_ALL_ROLES, has_role
+from ..services.handovers import RECEIVER_ROLES
 from .shapes import ERRORS, EventIdIn, RoleAPIView, location_field, media_field
 
 # Who may give, take, decline or withdraw a hand-over: everyone but auditors (the services say
 # which hand-overs each person may act on).
-HANDOVER_ROLES = frozenset({Role.CLINICIAN, Role.FILE_ROOM, Role.ADMIN})
+HANDOVER_ROLES = RECEIVER_ROLES
 
 
 def handover_list(*, user) -> QuerySet[Handover]:

@@ -38,7 +38,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .. import ledger
-from ..choices import EventKind, HandoverStatus, LocationKind, ReaderMode
+from ..choices import EventKind, HandoverStatus, LocationKind, ReaderMode, Role
 from ..exceptions import Conflict, InvalidRequest, NotOnLoan
 from ..ledger import EventRequest, Read
 from ..models import Handover, Location, Media, ReaderDevice
@@ -57,6 +57,8 @@ __all__ = [
 ]
 
 MAX_TEXT = 300  # the note and the reason columns
+# Who can be handed an item: someone who can then accept it (auditors write nothing).
+RECEIVER_ROLES = frozenset({Role.CLINICIAN, Role.FILE_ROOM, Role.ADMIN})
 
 
 class HandoverClosed(Conflict):
@@ -215,6 +217,11 @@ def _person_checks(
     """Refusals for a hand-over to a person; the queue claims to record (payload keys)."""
     if not to_holder.is_active:
         raise InvalidRequest(_("%(name)s's account is disabled.") % {"name": _name(to_holder)})
+    if not has_role(to_holder, RECEIVER_ROLES):
+        raise InvalidRequest(
+            _("%(name)s cannot take items on loan (not a clinician or file-room staff).")
+            % {"name": _name(to_holder)}
+        )
     if to_holder.pk == loan.borrower_id:
         raise InvalidRequest(
             _("%(name)s already has %(code)s on loan.")
