@@ -1,11 +1,13 @@
 from django.urls import path
 
 from . import api, views
+from .api import audit as audit_api
 from .api import flags as flags_api
 from .api import handovers as handovers_api
 from .api import inventory as inventory_api
 from .api import loan_requests as loan_requests_api
 from .api import signatures as signatures_api
+from .views import audit as audit_views
 from .views import flags as flags_views
 from .views import handovers as handovers_views
 from .views import inventory as inventory_views
@@ -33,6 +35,7 @@ api_urlpatterns = [
     *inventory_api.urlpatterns,
     *handovers_api.urlpatterns,
     *signatures_api.urlpatterns,
+    *audit_api.urlpatterns,
 ]
 
 urlpatterns = [
@@ -49,4 +52,5 @@ urlpatterns = [
     *flags_views.urlpatterns,
     *inventory_views.urlpatterns,
     *handovers_views.urlpatterns,
+    *audit_views.urlpatterns,
 ]
