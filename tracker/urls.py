@@ -10,7 +10,9 @@ from .api import signatures as signatures_api
 from .views import audit as audit_views
 from .views import flags as flags_views
 from .views import handovers as handovers_views
+from .views import home as home_views
 from .views import inventory as inventory_views
+from .views import labels as labels_views
 from .views import loan_requests as loan_requests_views
 
 api_urlpatterns = [
@@ -52,5 +54,7 @@ urlpatterns = [
     *flags_views.urlpatterns,
     *inventory_views.urlpatterns,
     *handovers_views.urlpatterns,
+    *home_views.urlpatterns,
+    *labels_views.urlpatterns,
     *audit_views.urlpatterns,
 ]
