@@ -13,6 +13,7 @@ from django.test import Client
 from django.utils import timezone
 
 from archive.models import Patient, Study
+from tests.conftest import TEST_PASSWORD
 from tracker import services
 from tracker.choices import AccessAction, AccessSubject, ReaderMode, StudySource
 from tracker.models import AccessLog, CustodyEvent, ReaderDevice, ScanRecord
@@ -140,6 +141,15 @@ def test_a_clinician_cannot_tell_which_login_names_exist(page_for, scene):
     assert page_for("doctor").get("/people/no-such-person/").status_code == 403
     assert page_for("staff").get("/people/no-such-person/").status_code == 404
     assert page_for("doctor").get("/locations/NOWHERE/").status_code == 404
+
+
+def test_logging_in_lands_on_the_home_page(cast):
+    response = Client().post(
+        "/login/", {"username": "doctor", "password": TEST_PASSWORD}, follow=True
+    )
+
+    assert response.redirect_chain[-1][0] == "/home/"
+    assert "tracker/home/home.html" in [t.name for t in response.templates]
 
 
 def test_the_menu_links_home_for_everyone_and_labels_for_the_file_room(page_for, scene):
