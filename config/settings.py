@@ -200,6 +200,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Every operation documents the one error shape for the errors it can give.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "tracker.api.shapes.document_errors",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "MediaKindEnum": "tracker.choices.MediaKind",
         "LocationKindEnum": "tracker.choices.LocationKind",

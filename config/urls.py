@@ -28,5 +28,6 @@ urlpatterns = [
     path("", include("archive.urls")),
 ]
 
+handler400 = "tracker.views.bad_request"
 handler404 = "tracker.views.page_not_found"
 handler500 = "tracker.views.server_error"

@@ -31,6 +31,7 @@ from . import ledger
 from .choices import AccessAction, AccessSubject, EventKind, Role
 from .exceptions import InvalidRequest
 from .models import AccessLog, CustodyEvent, Location, Media
+from .permissions import has_role
 
 logger = logging.getLogger(__name__)
 
@@ -458,3 +459,13 @@ class AccessLogQuery(forms.Form):
         if until is not None:
             entries = entries.filter(at__lt=until)
         return entries
+
+
+def record_chain_read(request, code: str) -> None:
+    """An auditor (or admin) reading an item's custody chain on its page or through the API is
+    itself recorded; staff reading it at the counter all day are not (their work is the chain)."""
+    if has_role(request.user, AUDIT_ROLES):
+        record_access(
+            user=request.user, action=AccessAction.VIEWED, subject_kind=AccessSubject.MEDIA,
+            subject=code, path=request.get_full_path(),
+        )

@@ -22,6 +22,7 @@ from archive.models import Patient
 from .. import ledger, selectors, services
 from ..choices import MediaKind, MediaStatus, Role, TagTechnology
 from ..exceptions import NotOnLoan, error_body
+from ..audit import record_chain_read
 from ..models import CustodyEvent, Loan, LoanRequest, Media, Tag, Transfer
 from ..permissions import (
     EVERY_ROLE,
@@ -134,6 +135,11 @@ class MediaChainApi(RoleAPIView, generics.ListAPIView):
     def get_queryset(self):
         media = media_or_404(self.kwargs["code"], selectors.media_list(user=self.request.user))
         return selectors.custody_chain_for(media=media)
+
+    def list(self, request, *args, **kwargs):
+        response = super().list(request, *args, **kwargs)
+        record_chain_read(request, self.kwargs["code"])  # an auditor's read is recorded
+        return response
 
 
 class MediaSeenApi(RoleAPIView):

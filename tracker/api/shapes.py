@@ -44,7 +44,7 @@ class RoleAPIView(APIView):
 
 
 class LocationOut(serializers.ModelSerializer):
-    parent = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    parent = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
 
     class Meta:
         model = Location
@@ -52,11 +52,11 @@ class LocationOut(serializers.ModelSerializer):
 
 
 class MediaOut(serializers.ModelSerializer):
-    patient_id = serializers.CharField(source="patient.patient_id", default=None, read_only=True)
-    patient_name = serializers.CharField(source="patient.name", default=None, read_only=True)
+    patient_id = serializers.CharField(source="patient.patient_id", default=None, read_only=True, allow_null=True)
+    patient_name = serializers.CharField(source="patient.name", default=None, read_only=True, allow_null=True)
     home_location = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    current_location = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    current_holder = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    current_location = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
+    current_holder = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     studies = serializers.SlugRelatedField(slug_field="study_instance_uid", many=True, read_only=True)
     tag_uid = serializers.SerializerMethodField()
 
@@ -76,12 +76,12 @@ class MediaOut(serializers.ModelSerializer):
 
 
 class EventOut(serializers.ModelSerializer):
-    media = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    device = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    from_location = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    to_location = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    holder = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    media = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
+    actor = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    device = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
+    from_location = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
+    to_location = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
+    holder = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = CustodyEvent
@@ -95,7 +95,7 @@ class EventOut(serializers.ModelSerializer):
 class LoanOut(serializers.ModelSerializer):
     media = serializers.SlugRelatedField(slug_field="code", read_only=True)
     borrower = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    destination = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    destination = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
 
     class Meta:
         model = Loan
@@ -104,10 +104,10 @@ class LoanOut(serializers.ModelSerializer):
 
 class TransferOut(serializers.ModelSerializer):
     media = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    from_location = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    to_location = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    from_holder = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    to_holder = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    from_location = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
+    to_location = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
+    from_holder = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    to_holder = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = Transfer
@@ -176,3 +176,34 @@ def user_field(**kwargs):
 class EventIdIn(serializers.Serializer):
     event_id = serializers.UUIDField(required=False, allow_null=True, default=None)
 
+
+
+_ERROR_TEXTS = {
+    "400": "The request is malformed or a value is not allowed; the message says which.",
+    "401": "Not logged in (the API uses the login session; reader stations use their key).",
+    "403": "Logged in, but this role may not do this.",
+    "404": "Nothing with that key, or nothing this person may see.",
+}
+
+
+def document_errors(result: dict, generator, request, public) -> dict:
+    """drf-spectacular postprocessing hook: every operation can answer with the one error shape
+    `{"error": {"code", "message"}}` — 401 and 403 anywhere (every endpoint needs a login or a
+    reader key), 404 where the address names something, 400 where there are query parameters or
+    a body to get wrong. Adds those an operation's own declaration leaves out, so the schema
+    documents every answer (schemathesis checks it)."""
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    assert "Error" in result.get("components", {}).get("schemas", {}), "the Error component is missing"
+    for path, operations in result.get("paths", {}).items():
+        for method, operation in operations.items():
+            if method not in {"get", "post", "put", "patch", "delete"}:
+                continue
+            wanted = ["401", "403"]
+            if "{" in path:
+                wanted.append("404")
+            if operation.get("requestBody") or any(p.get("in") == "query" for p in operation.get("parameters", [])):
+                wanted.append("400")
+            responses = operation.setdefault("responses", {})
+            for code in wanted:
+                responses.setdefault(code, {"description": _ERROR_TEXTS[code], **error})
+    return result

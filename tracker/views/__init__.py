@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 
 from .. import api, selectors, services
 from ..choices import ReaderMode, Role, ScanOutcome
+from ..audit import record_chain_read
 from ..exceptions import DomainError, InvalidRequest, error_body
 from ..models import (
     CustodyEvent,
@@ -55,6 +56,7 @@ def media_detail(request, code: str):
     chain = None
     if selectors.can_read_custody_chain(request.user):
         chain = selectors.custody_chain_for(media=media)[:500]
+        record_chain_read(request, media.code)
     elif request.GET.get("chain"):
         raise PermissionDenied
     loans = selectors.loan_list(user=request.user).filter(media=media)[:20]
@@ -74,6 +76,17 @@ def page_not_found(request, exception):
     if request.path.startswith(API_PREFIX):
         return api.not_found(request)
     return defaults.page_not_found(request, exception)
+
+
+def bad_request(request, exception):
+    """Django's own refusals before a view runs (too many fields, a malformed upload, a
+    suspicious header): under /api/ in the API's error shape, as every other API error."""
+    if request.path.startswith(API_PREFIX):
+        message = _("The request could not be read: %(reason)s") % {
+            "reason": _("too many fields, or a malformed body or header"),
+        }
+        return JsonResponse(error_body("bad_request", message), status=400)
+    return defaults.bad_request(request, exception)
 
 
 def server_error(request):
