@@ -45,15 +45,16 @@ def test_it_shows_the_login_form():
     assert "Log in" in html
 
 
-def test_it_lands_on_the_media_search_after_logging_in(cast):
+def test_it_lands_on_the_dashboard_with_its_search_box_after_logging_in(cast):
     client = Client()
 
     response = client.post(
         "/login/", {"username": "doctor", "password": TEST_PASSWORD}, follow=True
     )
 
-    assert response.redirect_chain[-1][0] == "/"
-    assert "tracker/media_search.html" in [t.name for t in response.templates]
+    assert response.redirect_chain[-1][0] == "/home/"
+    assert "tracker/home/home.html" in [t.name for t in response.templates]
+    assert 'type="search"' in response.content.decode()
     assert response.context["user"].username == "doctor"
 
 
@@ -114,7 +115,7 @@ def test_it_locks_out_only_the_account_that_was_guessed(cast):
     response = log_in(client, "staff", TEST_PASSWORD)
 
     assert response.status_code == 302
-    assert response["Location"] == "/"
+    assert response["Location"] == "/home/"
 
 
 def test_it_forgets_earlier_failures_after_a_successful_login(cast):
