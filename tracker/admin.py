@@ -3,9 +3,11 @@ from django.contrib import admin
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
 from .models import (
+    AccessLog,
     Badge,
     CustodyEvent,
     Flag,
+    Handover,
     InventoryRead,
     InventorySession,
     LedgerCheckpoint,
@@ -18,6 +20,7 @@ from .models import (
     ReaderKey,
     Reminder,
     ScanRecord,
+    Signature,
     Tag,
     TagBinding,
     Transfer,
@@ -152,3 +155,21 @@ class InventorySessionAdmin(ReadOnlyAdmin):
 @admin.register(InventoryRead)
 class InventoryReadAdmin(ReadOnlyAdmin):
     list_display = ["session", "uid", "read_at"]
+
+
+@admin.register(Handover)
+class HandoverAdmin(ReadOnlyAdmin):
+    list_display = ["offered_seq", "media", "from_holder", "to_holder", "to_location", "status", "offered_at"]
+    list_filter = ["status"]
+
+
+@admin.register(Signature)
+class SignatureAdmin(ReadOnlyAdmin):
+    list_display = ["event_seq", "signed_by", "sha256", "created_at"]
+    exclude = ["image"]
+
+
+@admin.register(AccessLog)
+class AccessLogAdmin(ReadOnlyAdmin):
+    list_display = ["at", "user", "action", "subject_kind", "subject"]
+    list_filter = ["action", "subject_kind"]
