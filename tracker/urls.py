@@ -8,6 +8,7 @@ from .api import inventory as inventory_api
 from .api import loan_requests as loan_requests_api
 from .api import signatures as signatures_api
 from .views import audit as audit_views
+from .views import exports as exports_views
 from .views import flags as flags_views
 from .views import handovers as handovers_views
 from .views import home as home_views
@@ -54,6 +55,7 @@ urlpatterns = [
     *flags_views.urlpatterns,
     *inventory_views.urlpatterns,
     *handovers_views.urlpatterns,
+    *exports_views.urlpatterns,
     *home_views.urlpatterns,
     *labels_views.urlpatterns,
     *audit_views.urlpatterns,
