@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import connection, connections
+from django.test import Client
 from rest_framework.test import APIClient
 
 from tracker import services
@@ -201,3 +202,17 @@ def start_server(committed_db):
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def page_for(cast):
+    """page_for("auditor") → a browser-like client (pages, not the API) logged in as that member
+    of the cast; page_for(None) is an anonymous visitor."""
+
+    def login(name: str | None) -> Client:
+        client = Client()
+        if name:
+            client.force_login(cast[name])
+        return client
+
+    return login

@@ -19,19 +19,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def page_for(cast):
-    """page_for("auditor") → a browser-like client logged in as that member of the cast."""
-
-    def login(name: str | None) -> Client:
-        client = Client()
-        if name:
-            client.force_login(cast[name])
-        return client
-
-    return login
-
-
-@pytest.fixture
 def scene(cast, make_media):
     return build_archive(cast, make_media)
 

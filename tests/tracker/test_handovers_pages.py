@@ -13,17 +13,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def page_for(cast):
-    def login(name: str | None) -> Client:
-        client = Client(enforce_csrf_checks=False)
-        if name:
-            client.force_login(cast[name])
-        return client
-
-    return login
-
-
-@pytest.fixture
 def lent(cast, make_media):
     item = make_media("FJ-1")
     services.media_check_out(media=item, borrower=cast["doctor"], actor=cast["staff"])

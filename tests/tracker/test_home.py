@@ -21,17 +21,6 @@ from tracker.models import AccessLog, CustodyEvent, ReaderDevice, ScanRecord
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def page_for(cast):
-    def login(name: str | None) -> Client:
-        client = Client()
-        if name:
-            client.force_login(cast[name])
-        return client
-
-    return login
-
-
 def html(response) -> str:
     assert response.status_code == 200, response.status_code
     return response.content.decode()

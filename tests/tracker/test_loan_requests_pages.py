@@ -3,7 +3,6 @@
 from datetime import timedelta
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 
 from archive.models import Patient
@@ -12,17 +11,6 @@ from tracker.choices import RequestStatus
 from tracker.models import CustodyEvent, LoanRequest
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def page_for(cast):
-    def login(name: str | None) -> Client:
-        client = Client()
-        if name:
-            client.force_login(cast[name])
-        return client
-
-    return login
 
 
 def ask_form(**changes) -> dict:

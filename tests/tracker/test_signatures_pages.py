@@ -7,7 +7,6 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
-from django.test import Client
 from django.utils import timezone
 
 from tests.tracker.signature_images import blank, data_url, drawn
@@ -18,17 +17,6 @@ from tracker.models import CustodyEvent, LoanRequest, ReaderDevice, ScanRecord, 
 pytestmark = pytest.mark.django_db
 
 TAG = "04A1B2C3D4E5F6"
-
-
-@pytest.fixture
-def page_for(cast):
-    def login(name: str | None) -> Client:
-        client = Client()
-        if name:
-            client.force_login(cast[name])
-        return client
-
-    return login
 
 
 @pytest.fixture

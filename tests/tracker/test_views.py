@@ -16,19 +16,6 @@ from tracker.views import server_error
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def page_for(cast):
-    """page_for("auditor") → a browser-like client logged in as that member of the cast."""
-
-    def login(name: str | None) -> Client:
-        client = Client()
-        if name:
-            client.force_login(cast[name])
-        return client
-
-    return login
-
-
 def log_in(client: Client, username: str, password: str):
     return client.post("/login/", {"username": username, "password": password})
 
