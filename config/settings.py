@@ -221,6 +221,17 @@ LEDGER_SIGNING_KEY_FILE = Path(
     os.environ.get("FILMROOM_LEDGER_SIGNING_KEY_FILE", VAR_DIR / "ledger-signing-key.pem")
 )
 LEDGER_ORIGIN = os.environ.get("FILMROOM_LEDGER_ORIGIN", "filmroom.local/custody-ledger")
+# DICOM PS3.15 audit messages (manage.py audit_messages): the AuditSourceID and people's domain
+# (user@AUDIT_SOURCE_ID), where the XML files go (with the command's memory of what it sent), and
+# the audit repository that takes them by syslog: HOST:PORT, TLS on or off, the CA file to trust
+# and an optional client certificate and key (IHE ATNA authenticates both ends).
+AUDIT_SOURCE_ID = os.environ.get("FILMROOM_AUDIT_SOURCE_ID", LEDGER_ORIGIN.split("/")[0])
+AUDIT_MESSAGES_DIR = Path(os.environ.get("FILMROOM_AUDIT_MESSAGES_DIR", VAR_DIR / "audit-messages"))
+AUDIT_REPOSITORY = os.environ.get("FILMROOM_AUDIT_REPOSITORY", "")
+AUDIT_REPOSITORY_TLS = env_bool("FILMROOM_AUDIT_REPOSITORY_TLS", False)
+AUDIT_REPOSITORY_CA = os.environ.get("FILMROOM_AUDIT_REPOSITORY_CA", "")
+AUDIT_REPOSITORY_CERT = os.environ.get("FILMROOM_AUDIT_REPOSITORY_CERT", "")
+AUDIT_REPOSITORY_KEY = os.environ.get("FILMROOM_AUDIT_REPOSITORY_KEY", "")
 # NTAG 424 DNA SUN: the site's SDM meta-read key (hex, decrypts the `e` parameter) and the
 # secret that seals each tag's own file-read key in the database.
 SUN_META_READ_KEY = bytes.fromhex(os.environ.get("FILMROOM_SUN_META_READ_KEY", "")) or None
