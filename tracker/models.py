@@ -27,6 +27,7 @@ from .choices import (
     TagTechnology,
     UidFormat,
 )
+from .event_body_sql import EventBody
 
 
 class Location(models.Model):
@@ -403,6 +404,12 @@ class AppendOnlyModel(models.Model):
 class CustodyEvent(AppendOnlyModel):
     """One entry of the hash-chained custody ledger. Written only by tracker.ledger.append()."""
 
+    class Events(models.Manager.from_queryset(AppendOnlyQuerySet)):
+        """Reads leave out `body`, which only verification needs (a few hundred bytes a row)."""
+
+        def get_queryset(self):
+            return super().get_queryset().defer("body")
+
     seq = models.BigIntegerField(_("sequence"), primary_key=True)
     event_id = models.UUIDField(_("event ID"), unique=True)
     kind = models.CharField(_("kind"), max_length=24, choices=EventKind.choices)
@@ -431,6 +438,17 @@ class CustodyEvent(AppendOnlyModel):
     payload = models.JSONField(_("payload"), default=dict, blank=True)
     prev_hash = models.CharField(_("previous hash"), max_length=64)
     hash = models.CharField(_("hash"), max_length=64)
+    # The hashed bytes, written by the database from the columns above (NULL for unusual rows):
+    # tracker/event_body_sql.py. Kept last: ledger.append() builds events from positional values.
+    body = models.GeneratedField(
+        verbose_name=_("canonical body"),
+        expression=EventBody(),
+        output_field=models.BinaryField(),
+        db_persist=True,
+        null=True,
+    )
+
+    objects = Events()
 
     class Meta:
         ordering = ["seq"]
