@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from django.utils.translation import gettext_lazy as _lazy
+from django.utils.translation import gettext_lazy as _
 
 from .. import ledger
 
@@ -21,30 +21,30 @@ READABLE_COLUMNS = (
 )
 COLUMNS = ("seq", *READABLE_COLUMNS, *[f for f in ledger.BODY_FIELDS if f != "seq"])
 COLUMN_TITLES = {
-    "seq": _lazy("Seq"),
-    "received_local": _lazy("Received (local time)"),
-    "kind_label": _lazy("Event"),
-    "media_code": _lazy("Item"),
-    "from_location_code": _lazy("From"),
-    "to_location_code": _lazy("To"),
-    "holder_username": _lazy("Holder"),
-    "actor_username": _lazy("By"),
-    "device_name": _lazy("Station"),
-    "event_id": _lazy("Event ID"),
-    "kind": _lazy("Kind (code)"),
-    "media_id": _lazy("Item ID"),
-    "tag_uid": _lazy("Tag UID"),
-    "actor_id": _lazy("By (user ID)"),
-    "device_id": _lazy("Station ID"),
-    "from_location_id": _lazy("From (place ID)"),
-    "to_location_id": _lazy("To (place ID)"),
-    "holder_id": _lazy("Holder (user ID)"),
-    "device_time": _lazy("Device time (UTC)"),
-    "device_counter": _lazy("Device counter"),
-    "received_at": _lazy("Received (UTC)"),
-    "payload": _lazy("Details (JSON)"),
-    "prev_hash": _lazy("Previous hash"),
-    "hash": _lazy("Hash"),
+    "seq": _("Seq"),
+    "received_local": _("Received (local time)"),
+    "kind_label": _("Event"),
+    "media_code": _("Item"),
+    "from_location_code": _("From"),
+    "to_location_code": _("To"),
+    "holder_username": _("Holder"),
+    "actor_username": _("By"),
+    "device_name": _("Station"),
+    "event_id": _("Event ID"),
+    "kind": _("Kind (code)"),
+    "media_id": _("Item ID"),
+    "tag_uid": _("Tag UID"),
+    "actor_id": _("By (user ID)"),
+    "device_id": _("Station ID"),
+    "from_location_id": _("From (place ID)"),
+    "to_location_id": _("To (place ID)"),
+    "holder_id": _("Holder (user ID)"),
+    "device_time": _("Device time (UTC)"),
+    "device_counter": _("Device counter"),
+    "received_at": _("Received (UTC)"),
+    "payload": _("Details (JSON)"),
+    "prev_hash": _("Previous hash"),
+    "hash": _("Hash"),
 }
 # Metadata rows, in the order they appear: before the table, then after it.
 HEADER_KEYS = (
@@ -54,27 +54,27 @@ HEADER_KEYS = (
 )
 TRAILER_KEYS = ("rows", "first_seq", "first_hash", "last_seq", "last_hash", "contiguous")
 KEY_LABELS = {
-    FORMAT: _lazy("Filmroom custody export, signed (format version)"),
-    "title": _lazy("Title"),
-    "generated_at": _lazy("Made at (UTC)"),
-    "generated_by": _lazy("Made by"),
-    "language": _lazy("Language"),
-    "time_zone": _lazy("Time zone of local times"),
-    "filters": _lazy("Filters"),
-    "description": _lazy("What it covers"),
-    "origin": _lazy("Ledger"),
-    "key_id": _lazy("Ledger key ID"),
-    "ledger_size": _lazy("Events in the ledger when made"),
-    "ledger_head_hash": _lazy("Ledger head hash when made"),
-    "checkpoint_size": _lazy("Latest signed checkpoint (events)"),
-    "checkpoint_hash": _lazy("Checkpoint chain hash"),
-    "checkpoint_note": _lazy("Checkpoint (signed note)"),
-    "rows": _lazy("Events in this export"),
-    "first_seq": _lazy("First event (seq)"),
-    "first_hash": _lazy("First event hash"),
-    "last_seq": _lazy("Last event (seq)"),
-    "last_hash": _lazy("Last event hash"),
-    "contiguous": _lazy("Every event between the first and the last"),
+    FORMAT: _("Filmroom custody export, signed (format version)"),
+    "title": _("Title"),
+    "generated_at": _("Made at (UTC)"),
+    "generated_by": _("Made by"),
+    "language": _("Language"),
+    "time_zone": _("Time zone of local times"),
+    "filters": _("Filters"),
+    "description": _("What it covers"),
+    "origin": _("Ledger"),
+    "key_id": _("Ledger key ID"),
+    "ledger_size": _("Events in the ledger when made"),
+    "ledger_head_hash": _("Ledger head hash when made"),
+    "checkpoint_size": _("Latest signed checkpoint (events)"),
+    "checkpoint_hash": _("Checkpoint chain hash"),
+    "checkpoint_note": _("Checkpoint (signed note)"),
+    "rows": _("Events in this export"),
+    "first_seq": _("First event (seq)"),
+    "first_hash": _("First event hash"),
+    "last_seq": _("Last event (seq)"),
+    "last_hash": _("Last event hash"),
+    "contiguous": _("Every event between the first and the last"),
 }
 VALUE_FIELDS = (
     *ledger.BODY_FIELDS, "media__code", "from_location__code", "to_location__code",
