@@ -34,6 +34,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from .. import ledger, projection
 from ..choices import EventKind, FlagKind, MediaStatus, RequestStatus
@@ -147,12 +148,13 @@ def flag_clear(
 
 # --- the sweep: conditions as sets ---------------------------------------------------------------
 
-# Why the sweep clears each kind (kept in the ledger as written: plain English, not translated).
+# Why the sweep clears each kind (kept in the ledger as written: plain English, not translated;
+# gettext_noop only puts them in the catalogue, so the pages can show them in the reader's language).
 CLEAR_REASONS = {
-    FlagKind.OVERDUE: "no longer overdue: returned, renewed or handed over",
-    FlagKind.IN_TRANSIT: "arrived or seen again",
-    FlagKind.NOT_SEEN: "seen or moved",
-    FlagKind.INVENTORY_MISSING: "turned up: seen, returned or moved after the inventory",
+    FlagKind.OVERDUE: gettext_noop("no longer overdue: returned, renewed or handed over"),
+    FlagKind.IN_TRANSIT: gettext_noop("arrived or seen again"),
+    FlagKind.NOT_SEEN: gettext_noop("seen or moved"),
+    FlagKind.INVENTORY_MISSING: gettext_noop("turned up: seen, returned or moved after the inventory"),
 }
 
 
