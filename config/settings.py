@@ -142,7 +142,10 @@ SESSION_COOKIE_AGE = int(os.environ.get("FILMROOM_SESSION_IDLE_SECONDS", str(30 
 SESSION_SAVE_EVERY_REQUEST = True
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 
-LANGUAGE_CODE = "en"
+# The site's language: pages for a person who has not picked one (and whose browser asks for
+# none we have), and what is written with no person asking (a station agent's reads, the sweep's
+# reminder e-mails). "zh-hans" for a Chinese hospital; manage.py check refuses other values.
+LANGUAGE_CODE = os.environ.get("FILMROOM_LANGUAGE_CODE", "en")
 LANGUAGES = [("en", _("English")), ("zh-hans", _("Simplified Chinese"))]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = os.environ.get("FILMROOM_TIME_ZONE", "UTC")
