@@ -19,12 +19,13 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
+from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone, translation
 from rest_framework.test import APIClient
 
 from archive.models import Patient, Study
-from tracker import services
+from tracker import exports, ledger, services
 from tracker.audit import ledger_verify_recorded
 from tracker.choices import FlagKind, LocationKind, MediaKind, ReaderMode, Role, StudySource
 from tracker.models import Flag, Location, ReaderDevice, ScanRecord
@@ -382,9 +383,8 @@ def pages_of(scene) -> list[str]:
     ]
 
 
-def chinese_client(user=None):
-    from django.test import Client
-
+def chinese_client(user=None) -> Client:
+    """A browser whose person picked Simplified Chinese in the language menu."""
     client = Client()
     client.cookies[settings.LANGUAGE_COOKIE_NAME] = "zh-hans"
     if user is not None:
@@ -502,8 +502,6 @@ def test_flag_clearing_reasons_the_sweep_writes_in_english_show_in_chinese(scene
 
 
 def test_an_export_made_in_chinese_has_chinese_titles_and_still_verifies(scene):
-    from tracker import exports, ledger
-
     client = chinese_client(scene["people"]["auditor"])
     response = client.get("/audit/export.csv?subject_kind=media&subject=J-1")
     assert response.status_code == 200
