@@ -8,7 +8,7 @@ from django.test import Client
 
 from tracker import services
 from tracker.choices import MediaStatus, ReaderMode
-from tracker.models import ReaderDevice, ScanRecord
+from tracker.models import CustodyEvent, ReaderDevice, ScanRecord
 
 
 @pytest.fixture
@@ -49,12 +49,15 @@ def test_staff_choose_the_mode_borrower_and_destination(device, staff_browser, c
     assert (device.mode, device.borrower, device.destination) == ("check_out", cast["doctor"], places["clinic"])
 
 
-def test_a_uid_typed_into_the_page_is_a_scan(device, staff_browser, tagged, places):
+def test_a_uid_typed_into_the_page_is_a_scan(device, staff_browser, tagged, places, cast):
     response = staff_browser.post("/station/counter-1/scan/", {"uid": "04:a1:b2:c3:d4:e5:f6"})
     scan = response.json()["scan"]
     assert scan["media"] == "FJ-300" and scan["outcome"] == "ok"
     tagged.refresh_from_db()
     assert tagged.current_location == places["shelf2"]
+    # the chain names who typed it, beside the station it was typed at
+    event = CustodyEvent.objects.get(media=tagged, kind="seen")
+    assert (event.actor, event.device) == (cast["staff"], device)
 
 
 def test_an_unknown_tag_offers_binding_and_binding_works(device, staff_browser, make_media):

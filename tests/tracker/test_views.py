@@ -275,3 +275,12 @@ def test_it_shows_its_own_page_when_the_server_fails(rf):
 
     assert response.status_code == 500
     assert "Something went wrong" in response.content.decode()
+
+
+def test_a_doctor_can_request_an_item_from_its_page(page_for, make_media):
+    item = make_media("FJ-ASK")
+    page = page_for("doctor").get(f"/media/{item.code}/").content.decode()
+    assert f'href="/requests/?media={item.code}"' in page
+    form = page_for("doctor").get(f"/requests/?media={item.code}").content.decode()
+    assert f'value="{item.code}"' in form  # the request form arrives filled in
+    assert "/requests/?media=" not in page_for("auditor").get(f"/media/{item.code}/").content.decode()

@@ -101,16 +101,24 @@ def _scan_conflict(record: ScanRecord, *, device, raw_uid, read_at, counter) -> 
 
 
 def scan_record(
-    *, device: ReaderDevice, event_id, raw_uid: str, read_at: datetime, counter: int | None = None
+    *,
+    device: ReaderDevice,
+    event_id,
+    raw_uid: str,
+    read_at: datetime,
+    counter: int | None = None,
+    actor: User | None = None,
 ) -> tuple[ScanRecord, bool]:
     """Decide what one station read means from the station's mode, record it, and return
     (record, replayed). A read whose event_id was seen before returns the first record; with
     other details it raises EventConflict. Custody changes go through the services above, so the
-    read's event_id becomes the ledger event's id."""
+    read's event_id becomes the ledger event's id. `actor` is the person who typed the UID into
+    the station page (a reader's own reads have none: the station is the device)."""
     try:
         with transaction.atomic():
             return _scan_record_once(
-                device=device, event_id=event_id, raw_uid=raw_uid, read_at=read_at, counter=counter
+                device=device, event_id=event_id, raw_uid=raw_uid, read_at=read_at, counter=counter,
+                actor=actor,
             )
     except IntegrityError:
         # The same read delivered twice at once (an agent retrying while its first request was
@@ -130,7 +138,7 @@ def _replay(prior: ScanRecord, *, device, raw_uid, read_at, counter) -> ScanReco
     return prior
 
 
-def _scan_record_once(*, device, event_id, raw_uid, read_at, counter) -> tuple[ScanRecord, bool]:
+def _scan_record_once(*, device, event_id, raw_uid, read_at, counter, actor=None) -> tuple[ScanRecord, bool]:
     record = ScanRecord(
         event_id=event_id, device=device, raw_uid=raw_uid[:64], read_at=read_at, counter=counter,
         mode=device.mode,
@@ -152,7 +160,7 @@ def _scan_record_once(*, device, event_id, raw_uid, read_at, counter) -> tuple[S
             raise InvalidRequest(_("Unreadable tag: %(reason)s") % {"reason": unreadable})
         # Domain errors here are raised before anything is written, or inside a service's own
         # savepoint, so the refused read is recorded alone.
-        _scan_meaning(record, device=device, found=found)
+        _scan_meaning(record, device=device, found=found, actor=actor)
     except DomainError as error:
         record.outcome = ScanOutcome.UNKNOWN_TAG if isinstance(error, UnknownTag) else ScanOutcome.ERROR
         record.code, record.message = error.code, error.message[:300]
@@ -319,7 +327,9 @@ def _seen_message(media: Media, device: ReaderDevice) -> str:
     return _("%(code)s seen at %(place)s") % {"code": media.code, "place": device.location.name}
 
 
-def _scan_meaning(record: ScanRecord, *, device: ReaderDevice, found: StationReadLookup) -> None:
+def _scan_meaning(
+    record: ScanRecord, *, device: ReaderDevice, found: StationReadLookup, actor: User | None = None
+) -> None:
     """Fill `record` with what the read did; raise a DomainError to refuse it (nothing changes)."""
     if found.badge_user_id is not None:
         user = get_user_model().objects.get(pk=found.badge_user_id)
@@ -337,7 +347,7 @@ def _scan_meaning(record: ScanRecord, *, device: ReaderDevice, found: StationRea
     if found.handover_id is not None:
         _accept_handover(record, device=device, found=found, read=read)
         return
-    common = {"actor": None, "device": device, "event_id": record.event_id, "read": read}
+    common = {"actor": actor, "device": device, "event_id": record.event_id, "read": read}
     mode = device.mode
     if mode == ReaderMode.LOCATE:
         # The hot path: media_seen reads the item under its row lock; its key is all it needs.

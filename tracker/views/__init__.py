@@ -65,6 +65,7 @@ def media_detail(request, code: str):
         "tracker/media_detail.html",
         {"media": media, "chain": chain, "loans": loans,
          "tag": media.tag_bindings.filter(unbound_at__isnull=True).select_related("tag").first(),
+         "may_request": has_role(request.user, {Role.CLINICIAN, Role.FILE_ROOM, Role.ADMIN}),
          **handover_context(media, request.user)},
     )
 
@@ -217,7 +218,7 @@ def station_scan(request, name: str):
     if not raw:
         return JsonResponse(error_body("invalid", gettext("Type or scan a tag UID.")), status=400)
     record, _replayed = services.scan_record(
-        device=device, event_id=uuid.uuid4(), raw_uid=raw, read_at=timezone.now()
+        device=device, event_id=uuid.uuid4(), raw_uid=raw, read_at=timezone.now(), actor=request.user
     )
     return JsonResponse({"scan": scan_payload(record)})
 
