@@ -426,6 +426,8 @@ def test_the_pages_really_are_chinese_and_dates_are_not_english(scene):
     html = chinese_client(scene["people"]["staff"]).get("/home/").content.decode()
     for words in ("退出登录", "档案室", "今日取件清单", "未解除的异常标记", "等待接收的转交"):
         assert words in html, words
+    # "Home" is the person's start page here, not an item's home shelf (归属位置).
+    assert "<h1>首页</h1>" in html and ">首页</a>" in html
     months = re.compile(r"\b(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.?\s+\d")
     for path in ("/media/J-2/", "/flags/?state=all", "/audit/flags/", "/handovers/"):
         user = scene["people"]["auditor" if path.startswith("/audit/") else "staff"]
