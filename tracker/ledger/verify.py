@@ -20,8 +20,12 @@ and rfc8785: the same first bad seq and the same reason. Three ways get there, f
      comment or a string does not pass); on PostgreSQL attgenerated = 's', bytea, and pg_get_expr()
      read with only pg_catalog on the search path (anything from another schema is then printed
      with its schema) equal to the text PostgreSQL printed for the migrated column. Otherwise,
-     way 3. The expression uses built-in functions only: a function of our own could be replaced,
+     way 2. The expression uses built-in functions only: a function of our own could be replaced,
      rows rewritten with it and the function put back, leaving a definition that checks out.
+     The check holds for the reads: on PostgreSQL the table's lock is taken first and kept to the
+     end; SQLite workers check in their own read transaction; a smaller SQLite ledger is checked
+     just before it is read (Django's transactions there take the write lock, which would stop
+     every station for the whole read).
    - What this does not cover: a body stored by the database stays as it was written, so someone
      who edits the database files themselves, or PostgreSQL's catalogs as a superuser, could change
      a column and leave the old body and hash in place. The plain walk (verify_rows(ledger_rows()),
@@ -32,12 +36,15 @@ and rfc8785: the same first bad seq and the same reason. Three ways get there, f
      each checking the column's definition itself); each range's rows stand alone once prev_hash
      and hash are stored, and the parent checks the links across the borders and puts the ranges
      together in order. Workers are used only outside a transaction (they cannot see its rows).
-   - PostgreSQL: the server hashes the stored bytes itself in parallel workers and joins each row
-     to the one before for the link, returning only the odd rows (faster than streaming the rows
-     to Python, which costs more than hashing them).
+   - PostgreSQL: the server hashes the stored bytes itself, in parallel workers, and a window over
+     the primary key compares each prev_hash with the hash before it; both return only the rows
+     they do not vouch for. Streaming the rows to Python instead costs more than hashing them
+     there (psycopg builds ~4 objects a row), and a self-join for the links costs more than the
+     window (a hash table of every row's hash). Outside a transaction the link check runs on a
+     second connection beside the hash check; both read up to the max(seq) read first.
 2. No stored-body column to trust (or a SQLite connection whose time zone is not UTC, since the
    column reads stored times as UTC): chunks of raw columns are made into bodies in Python where
-   every value has its usual form (_checked_in_columns), else walked through the ORM.
+   every value has its usual form, else walked through the ORM (tracker/ledger/rows.py).
 3. The plain walk through the ORM, for anything else.
 """
 from __future__ import annotations
@@ -45,33 +52,24 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import subprocess
 import sys
-from collections import deque
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from functools import cache
 
 import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from django.db import DatabaseError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
 
 from ..event_body_sql import POSTGRES_DEPARSED
 from ..exceptions import InvalidRequest
 from ..models import CustodyEvent, LedgerCheckpoint
 from . import stored
-from .body import (
-    _BODY_JSON,
-    _SAFE_INT,
-    BODY_FIELDS,
-    GENESIS_HASH,
-    _OffShape,
-    _payload,
-    _quoted,
-    body_json,
-)
+from .body import GENESIS_HASH, body_json
 from .checkpoints import parse_checkpoint, signing_key
+from .rows import SQLiteColumns, ledger_rows, rows_in, walk_columns
 
 
 @dataclass
@@ -107,10 +105,6 @@ def verify_rows(rows: Iterable[dict], *, remember: Iterable[int] = ()) -> Verifi
     chain = _Chain(remember)
     chain.walk(rows)
     return chain.verdict()
-
-
-def ledger_rows(chunk_size: int = 5000) -> Iterator[dict]:
-    return CustodyEvent.objects.order_by("seq").values(*BODY_FIELDS).iterator(chunk_size=chunk_size)
 
 
 VERIFY_CHUNK_ROWS = 20_000
@@ -184,7 +178,7 @@ class _Chain:
             except _Unusable:
                 pass
             self.restart()
-            self._walk_columns()
+            walk_columns(self, VERIFY_CHUNK_ROWS)
             return
         self.walk(ledger_rows())
 
@@ -224,69 +218,6 @@ class _Chain:
         scan.odd, scan.hash_at = [], {}
         return not ended
 
-    def _walk_columns(self) -> None:
-        """Way 2: chunks whose values all have their usual form are checked column-wise straight
-        from the database cursor (several times faster than ORM rows); any other chunk is read
-        again through the ORM and walked row by row."""
-        reader = _TABLE_READERS.get(connection.vendor)
-        if reader is None or not reader.applies():
-            self.walk(ledger_rows())
-            return
-        start = -(2**63)  # every stored seq, as ledger_rows() reads them
-        while True:
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute(reader.sql, [start, VERIFY_CHUNK_ROWS])
-                    rows = cursor.fetchall()
-            except Exception:  # a value the driver cannot even read: the ORM meets it too
-                self.walk(_rows_from(start))
-                return
-            if not rows:
-                return
-            first, last = rows[0][0], rows[-1][0]
-            if not self._checked_in_columns(rows, reader):
-                if not self.walk(_rows_from(first, last)):
-                    return
-            start = last + 1
-
-    def _checked_in_columns(self, rows: list[tuple], columns) -> bool:
-        """True when every row of the chunk is good (the state moves past it); False when the
-        chunk holds anything unusual or bad, the state untouched."""
-        try:
-            (seqs, ids, kinds, media, tags, actors, devices, froms, tos, holders, device_times,
-             counters, received, payloads, prevs, hashes) = zip(*rows)
-            n = len(seqs)
-            if (
-                seqs != tuple(range(self.expected, self.expected + n))
-                or prevs[0] != self.prev
-                or prevs[1:] != hashes[:-1]
-            ):
-                return False
-            bodies = map(
-                _BODY_COLUMNS_JSON.__mod__,
-                zip(
-                    _int_column(actors), _int_column(devices), _int_column(counters),
-                    columns.times(device_times), columns.event_ids(ids), _int_column(froms),
-                    _int_column(holders), _str_column(kinds), _int_column(media),
-                    [p if p == "{}" else _payload(json.loads(p)) for p in payloads],
-                    columns.times(received), _int_column(seqs), _str_column(tags),
-                    _int_column(tos),
-                ),
-            )
-            sha256, digest, digests = hashlib.sha256, self.prev_digest, []
-            for body in bodies:
-                digest = sha256(digest + body.encode()).digest()
-                digests.append(digest)
-            if set(map(len, hashes)) != {64} or b"".join(digests).hex() != "".join(hashes):
-                return False
-        except Exception:  # off the usual form: the caller walks these rows one by one
-            return False
-        for seq in [s for s in self.wanted if self.expected <= s < self.expected + n]:
-            self.result.hash_at[seq] = hashes[seq - self.expected]
-        self.expected, self.prev, self.prev_digest = self.expected + n, hashes[-1], digest
-        return True
-
-
 def _seq_after(seq: int):
     """The first stored seq after `seq` (what the plain walk meets next), or None."""
     return CustodyEvent.objects.filter(seq__gt=seq).order_by("seq").values_list("seq", flat=True).first()
@@ -303,130 +234,13 @@ def _odd_rows(odd: list[tuple[int, str]]) -> Iterator[tuple[int, str, dict]]:
             end += 1
         batch = odd[start:end]
         try:
-            rows = {row["seq"]: row for row in _rows_in([seq for seq, _p in batch])}
+            rows = {row["seq"]: row for row in rows_in([seq for seq, _p in batch])}
         except Exception:
             rows = None
         for seq, prev in batch:
-            row = rows[seq] if rows is not None else next(iter(_rows_in([seq])))
+            row = rows[seq] if rows is not None else next(iter(rows_in([seq])))
             yield seq, prev, row
         start = end
-
-
-def _rows_in(seqs: list[int]) -> Iterator[dict]:
-    return CustodyEvent.objects.filter(seq__in=seqs).order_by("seq").values(*BODY_FIELDS).iterator()
-
-
-def _rows_from(first: int, last: int | None = None) -> Iterator[dict]:
-    """ledger_rows() from seq `first` (to `last`)."""
-    events = CustodyEvent.objects.filter(seq__gte=first)
-    if last is not None:
-        events = events.filter(seq__lte=last)
-    return events.order_by("seq").values(*BODY_FIELDS).iterator(chunk_size=5000)
-
-
-# A chunk of stored rows as the body template takes them: event_id, kind and tag_uid are
-# quoted by the template (they are never null there), the other columns arrive as JSON text.
-_BODY_COLUMNS_JSON = _BODY_JSON.replace('"event_id":%s', '"event_id":"%s"').replace(
-    '"kind":%s', '"kind":"%s"').replace('"tag_uid":%s', '"tag_uid":"%s"')
-_NEEDS_ESCAPE = re.compile(r'[\x00-\x1f"\\]')
-
-
-def _lines_of(pattern: str) -> re.Pattern:
-    """Matches values joined by newlines when every one of them matches `pattern`."""
-    return re.compile(f"{pattern}(?:\n{pattern})*")
-
-
-_UUID_HEX_LINES = _lines_of("[0-9a-f]{32}")
-_TIME = "[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}%s[0-9]{2}:[0-9]{2}:[0-9]{2}"
-# to_char(... 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"AD') for years 1000 to 9999 AD
-_PG_TIME_LINES = _lines_of(_TIME % "T" + r"\.[0-9]{6}ZAD")
-# str() of a naive datetime, as Django stores it on SQLite (no fraction when it is zero)
-_SQLITE_TIME_LINES = _lines_of(_TIME % " " + r"(?:\.[0-9]{6})?")
-
-
-def _int_column(values: tuple) -> tuple | list:
-    types = set(map(type, values))
-    if types == {int}:
-        present = values
-    elif types == {int, type(None)}:
-        present = [v for v in values if v is not None]
-        values = ["null" if v is None else v for v in values]
-    elif types == {type(None)}:
-        return ["null"] * len(values)
-    else:
-        raise _OffShape
-    if min(present) < -_SAFE_INT or max(present) > _SAFE_INT:
-        raise _OffShape
-    return values
-
-
-def _str_column(values: tuple) -> tuple | list:
-    """The strings' JSON escaping, without the quotes (TypeError unless all are str)."""
-    if _NEEDS_ESCAPE.search("".join(values)):
-        return [_quoted(v)[1:-1] for v in values]
-    return values
-
-
-class _PostgresColumns:
-    # uuid::text is str(UUID); the times are format_time()'s text plus the era, checked below.
-    sql = (
-        "SELECT seq, event_id::text, kind, media_id, tag_uid, actor_id, device_id, "
-        "from_location_id, to_location_id, holder_id, "
-        "to_char(device_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"AD'), "
-        "device_counter, "
-        "to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"AD'), "
-        "payload::text, prev_hash, hash "
-        "FROM tracker_custodyevent WHERE seq >= %s ORDER BY seq LIMIT %s"
-    )
-
-    @staticmethod
-    def applies() -> bool:
-        return True
-
-    @staticmethod
-    def event_ids(values: tuple) -> tuple:
-        return values
-
-    @staticmethod
-    def times(values: tuple) -> list:
-        present = [v for v in values if v is not None]
-        if present and not _PG_TIME_LINES.fullmatch("\n".join(present)):
-            raise _OffShape
-        return ["null" if v is None else f'"{v[:-2]}"' for v in values]
-
-
-class _SQLiteColumns:
-    # CAST keeps sqlite3's datetime converter away: the stored text is parsed once, below.
-    sql = (
-        "SELECT seq, event_id, kind, media_id, tag_uid, actor_id, device_id, from_location_id, "
-        "to_location_id, holder_id, CAST(device_time AS TEXT), device_counter, "
-        "CAST(received_at AS TEXT), payload, prev_hash, hash "
-        "FROM tracker_custodyevent WHERE seq >= %s ORDER BY seq LIMIT %s"
-    )
-
-    @staticmethod
-    def applies() -> bool:
-        return connection.timezone is timezone.utc  # Django reads naive stored times as UTC
-
-    @staticmethod
-    def event_ids(values: tuple) -> list:
-        if not _UUID_HEX_LINES.fullmatch("\n".join(values)):
-            raise _OffShape
-        return [f"{v[:8]}-{v[8:12]}-{v[12:16]}-{v[16:20]}-{v[20:]}" for v in values]
-
-    @staticmethod
-    def times(values: tuple) -> list:
-        """Django reads this text back with fromisoformat, as UTC: when that accepts it (a real
-        date and time), format_time() gives the same digits with T, a fraction and Z."""
-        present = [v for v in values if v is not None]
-        if present and not _SQLITE_TIME_LINES.fullmatch("\n".join(present)):
-            raise _OffShape
-        deque(map(datetime.fromisoformat, present), maxlen=0)  # ValueError for 2025-02-30
-        return [
-            "null" if v is None else f'"{v[:10]}T{v[11:]}Z"' if len(v) == 26
-            else f'"{v[:10]}T{v[11:]}.000000Z"'
-            for v in values
-        ]
 
 
 # --- way 1: stored bodies --------------------------------------------------------------------
@@ -445,34 +259,34 @@ class _SQLiteLedger:
 
     @staticmethod
     def applies() -> bool:
-        return _SQLiteColumns.applies()  # the column reads stored times as UTC, as Django does
+        return SQLiteColumns.applies()  # the column reads stored times as UTC, as Django does
 
     def walk(self) -> bool:
         """False, having checked nothing, when the stored bodies cannot be used."""
+        ranges = self.ranges()
+        results = self.scan_ranges(ranges) if ranges else None
+        if results is not None:
+            return self.take_ranges(ranges, results)
         with connection.cursor() as cursor:
             cursor.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
             tables = dict(cursor.fetchall())
-        definition = _sqlite_definition()
-        if not stored.body_column_is(tables.get(CustodyEvent._meta.db_table), definition):
+        if not stored.body_column_is(tables.get(CustodyEvent._meta.db_table), _sqlite_definition()):
             return False
-        ranges = self.ranges()
-        if ranges:
-            return self.walk_ranges(ranges, definition)
         chain, start = self.chain, -(2**63)  # every stored seq, as ledger_rows() reads them
         scan = chain.stored_scan()
         while True:
             try:
                 with connection.cursor() as cursor:
                     cursor.execute(self.sql, [start, VERIFY_CHUNK_ROWS])
-                    rows = cursor.fetchall()
+                    chunk = cursor.fetchall()
             except Exception as exc:  # a value the driver cannot read: the other ways meet it
                 raise _Unusable from exc
-            if not rows:
+            if not chunk:
                 return True
-            scan.rows(rows)
+            scan.rows(chunk)
             if not chain.take(scan):
                 return True
-            start = rows[-1][0] + 1
+            start = chunk[-1][0] + 1
 
     def ranges(self) -> list[tuple[int, int]] | None:
         """Seq ranges for worker processes, or None to read the ledger here. Workers need a
@@ -489,42 +303,51 @@ class _SQLiteLedger:
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*), min(seq), max(seq) FROM tracker_custodyevent")
             count, lowest, highest = cursor.fetchone()
-        if count < PARALLEL_FROM or lowest != 1 or type(lowest) is not int or type(highest) is not int:
+        if count < PARALLEL_FROM or lowest != 1 or type(highest) is not int:
             return None  # small, or odd at the ends: read here, as the plain walk would
         step = -(-highest // VERIFY_WORKERS)
         return [(first, min(first + step - 1, highest)) for first in range(1, highest + 1, step)]
 
-    def walk_ranges(self, ranges: list[tuple[int, int]], definition: str) -> bool:
-        chain = self.chain
+    def scan_ranges(self, ranges: list[tuple[int, int]]) -> list[dict] | None:
+        """One worker process per range (tracker/ledger/stored.py); None unless every one of
+        them could check its range (each checks the body column itself, in its transaction)."""
         workers = []
-        for first, last in ranges:
-            request = {
-                "path": str(connection.settings_dict["NAME"]), "definition": definition,
-                "first": first, "last": last, "chunk": VERIFY_CHUNK_ROWS,
-                "wanted": sorted(s for s in chain.wanted if first <= s <= last),
-            }
-            worker = subprocess.Popen(
-                [sys.executable, "-I", stored.__file__],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            )
-            worker.stdin.write(json.dumps(request).encode())
-            worker.stdin.close()
-            workers.append(worker)
-        results = []
-        for worker in workers:
-            output = worker.stdout.read()
-            worker.wait()
-            try:
-                results.append(json.loads(output))
-            except ValueError:
-                results.append({"usable": False})
-        if not all(result.get("usable") for result in results):
-            raise _Unusable
+        try:
+            for first, last in ranges:
+                request = {
+                    "path": str(connection.settings_dict["NAME"]),
+                    "definition": _sqlite_definition(),
+                    "first": first, "last": last, "chunk": VERIFY_CHUNK_ROWS,
+                    "wanted": sorted(s for s in self.chain.wanted if first <= s <= last),
+                }
+                worker = subprocess.Popen(
+                    [sys.executable, "-I", stored.__file__],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                )
+                workers.append(worker)
+                worker.stdin.write(json.dumps(request).encode())
+                worker.stdin.close()
+            results = []
+            for worker in workers:
+                results.append(json.loads(worker.stdout.read()))
+                worker.wait()
+        except (OSError, ValueError):  # no Python to start, or a worker that died
+            return None
+        finally:
+            for worker in workers:
+                if worker.poll() is None:  # only when this one gave up on them
+                    worker.kill()
+                    worker.wait()
+        return results if all(result.get("usable") for result in results) else None
+
+    def take_ranges(self, ranges: list[tuple[int, int]], results: list[dict]) -> bool:
+        """Put the ranges together in order: the link across each border, then each range."""
+        chain = self.chain
         for (first, last), result in zip(ranges, results):
             failure = tuple(result["failure"]) if result["failure"] else None
             missing_first = failure is not None and failure[:2] == ("gap", first)
             if not missing_first and result["first_prev"] != chain.prev:
-                chain.result.fail(first, _unlinked(first))  # the link across the border
+                chain.result.fail(first, _unlinked(first))
                 return True
             scan = stored.Scan(
                 last + 1 if failure is None else failure[1],
@@ -537,6 +360,7 @@ class _SQLiteLedger:
         return True
 
 
+@cache
 def _sqlite_definition() -> str:
     """The body column's definition as Django writes it in CREATE TABLE."""
     body = CustodyEvent._meta.get_field("body")
@@ -546,25 +370,25 @@ def _sqlite_definition() -> str:
 
 class _PostgresLedger:
     """Walks the ledger for a _Chain on PostgreSQL: the server checks every row with a stored
-    body and returns the others (a few queries, whatever the ledger's size)."""
+    body and names the others (a few queries, whatever the ledger's size)."""
 
     # JIT compiles the expressions in every worker: slower than interpreting them here.
-    settings = {
-        "work_mem": "128MB", "jit": "off", "parallel_setup_cost": "100",
-        "parallel_tuple_cost": "0.01",
-    }
-    # Rows not vouched for: no body, a link to anything but the stored hash of the row before
-    # (genesis for seq 1), or a body that does not hash to the stored hash. The hash of the row
-    # before comes along, to judge the row exactly. decode() raises on a prev_hash that is not hex;
-    # the careful variant checks it first (slower).
-    odd_sql = """SELECT e.seq, CASE WHEN e.seq = 1 THEN '{genesis}' ELSE p.hash END
-        FROM tracker_custodyevent e LEFT JOIN tracker_custodyevent p ON p.seq = e.seq - 1
-        WHERE NOT CASE WHEN e.prev_hash = CASE WHEN e.seq = 1 THEN '{genesis}' ELSE p.hash END{hex}
-            THEN coalesce(encode(sha256(decode(e.prev_hash, 'hex') || e.body), 'hex') = e.hash,
-                false)
-            ELSE false END
-        ORDER BY e.seq"""
-    hex_check = " AND e.prev_hash ~ '^[0123456789abcdef]{64}$'"
+    settings = {"jit": "off", "parallel_setup_cost": "100", "parallel_tuple_cost": "0.01"}
+    # Two checks, each naming the rows it does not vouch for. The body's: a body that hashes to
+    # the stored hash after prev_hash (in parallel workers; decode() raises on a prev_hash that is
+    # not hex, so the careful variant checks it first, which is slower). The link's: prev_hash is
+    # the stored hash of the row before (genesis for the first), which a window over the primary
+    # key reads in one pass (a join would build a hash table of every row's hash).
+    body_sql = (
+        "SELECT e.seq FROM tracker_custodyevent e WHERE e.seq <= %(highest)s AND NOT {check}"
+    )
+    body_check = "coalesce(encode(sha256(decode(e.prev_hash, 'hex') || e.body), 'hex') = e.hash, false)"
+    careful = "CASE WHEN e.prev_hash ~ '^[0123456789abcdef]{{64}}$' THEN {check} ELSE false END"
+    link_sql = (
+        "SELECT l.seq FROM (SELECT seq, prev_hash, lag(hash) OVER (ORDER BY seq) AS before "
+        "FROM tracker_custodyevent WHERE seq <= %(highest)s) l "
+        f"WHERE l.prev_hash IS DISTINCT FROM coalesce(l.before, '{GENESIS_HASH}')"
+    )
 
     def __init__(self, chain: _Chain):
         self.chain = chain
@@ -578,6 +402,9 @@ class _PostgresLedger:
     def walk(self) -> bool:
         """False, having checked nothing, when the stored bodies cannot be used."""
         chain = self.chain
+        # A second connection runs the link check beside the body check, but it only sees
+        # committed rows: not while the caller's transaction may hold some of its own.
+        beside = not connection.in_atomic_block
         with transaction.atomic(), connection.cursor() as cursor:
             # The table's lock (taken here until the end) keeps its definition as checked.
             cursor.execute(
@@ -589,11 +416,17 @@ class _PostgresLedger:
                 return False
             if not count:
                 return True
-            odd = self.odd(cursor)
+            odd = self.odd(cursor, highest, beside=beside and count >= PARALLEL_FROM)
         gap = self.first_gap(count, lowest, highest)
         end = gap[0] if gap else highest + 1  # rows before `end` have seq == position
-        if not chain.judge_odd([(seq, prev) for seq, prev in odd if seq < end]):
-            return True
+        odd = [seq for seq in odd if seq < end]
+        if odd:
+            before = dict(
+                CustodyEvent.objects.filter(seq__in=[s - 1 for s in odd]).values_list("seq", "hash")
+            )
+            before[0] = GENESIS_HASH
+            if not chain.judge_odd([(seq, before[seq - 1]) for seq in odd]):
+                return True
         if gap:
             chain.result.fail(gap[0], _gap(*gap))
             return True
@@ -631,20 +464,32 @@ class _PostgresLedger:
     def odd_seqs(self) -> list[int]:
         """Seqs of the rows the server does not vouch for, in order."""
         with transaction.atomic(), connection.cursor() as cursor:
-            return [seq for seq, _prev in self.odd(cursor)]
+            cursor.execute("SELECT max(seq) FROM tracker_custodyevent")
+            (highest,) = cursor.fetchone()
+            return self.odd(cursor, highest or 0)
 
-    def odd(self, cursor) -> list[tuple[int, str]]:
+    def odd(self, cursor, highest: int, *, beside: bool = False) -> list[int]:
+        """Seqs up to `highest` that either check does not vouch for, in order."""
+        linked = _Beside(self.link_sql, {"highest": highest}) if beside else None
         previous = self._tune(cursor, self.settings)
-        for hex_check in ("", self.hex_check):
+        for variant in ("{check}", self.careful):
+            check = variant.format(check=self.body_check)
+            sql = self.body_sql.format(check=check)
+            if linked is None:  # one statement: the body check, then the link check
+                sql = f"{sql} UNION ALL {self.link_sql}"
             try:
                 with transaction.atomic():
-                    cursor.execute(self.odd_sql.format(genesis=GENESIS_HASH, hex=hex_check))
-                    rows = cursor.fetchall()
-                self._tune(cursor, previous)
-                return rows
+                    cursor.execute(sql, {"highest": highest})
+                    seqs = {seq for (seq,) in cursor.fetchall()}
+                break
             except DatabaseError:  # a prev_hash decode() refuses: again, checking first
                 continue
-        raise _Unusable
+        else:
+            raise _Unusable
+        self._tune(cursor, previous)
+        if linked is not None:
+            seqs.update(linked.result())
+        return sorted(seqs)
 
     @staticmethod
     def _tune(cursor, settings: dict) -> dict:
@@ -675,8 +520,34 @@ class _PostgresLedger:
         return (missing, found)
 
 
+class _Beside(threading.Thread):
+    """A query run on a connection of its own, in a thread, while this one works."""
+
+    def __init__(self, sql: str, params: dict):
+        super().__init__(daemon=True)
+        self.sql, self.params, self.rows, self.error = sql, params, None, None
+        self.start()
+
+    def run(self) -> None:
+        own = connections.create_connection(DEFAULT_DB_ALIAS)
+        try:
+            with own.cursor() as cursor:
+                cursor.execute("SET jit = off")
+                cursor.execute(self.sql, self.params)
+                self.rows = [seq for (seq,) in cursor.fetchall()]
+        except Exception as exc:  # reported to the waiting thread
+            self.error = exc
+        finally:
+            own.close()
+
+    def result(self) -> list:
+        self.join()
+        if self.error is not None:
+            raise _Unusable from self.error
+        return self.rows
+
+
 _STORED = {"postgresql": _PostgresLedger, "sqlite": _SQLiteLedger}
-_TABLE_READERS = {"postgresql": _PostgresColumns, "sqlite": _SQLiteColumns}
 
 
 def verify_ledger(
