@@ -13,7 +13,7 @@ from tracker import ledger, projection, services
 from tracker.choices import EventKind, HandoverStatus, MediaStatus, ReaderMode
 from tracker.exceptions import Conflict, EventConflict, InvalidRequest, NotOnLoan
 from tracker.ledger import Read
-from tracker.models import CustodyEvent, Handover, Loan, ReaderDevice, Transfer
+from tracker.models import CustodyEvent, Handover, Loan, LoanRequest, ReaderDevice, Transfer
 from tracker.projection.handovers import SUPERSEDED_BY_RETURN, SUPERSEDED_BY_TRANSFER
 from tracker.services.handovers import HandoverClosed
 from tracker.services.loan_requests import NotAllowed, QueueAhead
@@ -332,6 +332,19 @@ def test_a_hand_over_cannot_dodge_the_queue(lent, cast, queued_for_admin):
     # To the person at the head of the queue, it may go.
     to_head = services.handover_offer(media=lent, actor=cast["doctor"], to_holder=cast["admin"])
     assert "queue_override" not in CustodyEvent.objects.get(seq=to_head.offered_seq).payload
+
+
+def test_a_hand_over_accepted_by_the_head_of_the_queue_serves_their_request(lent, cast, queued_for_admin):
+    offered = services.handover_offer(media=lent, actor=cast["doctor"], to_holder=cast["admin"])
+    accepted = services.handover_accept(handover=offered, actor=cast["admin"])
+
+    served = LoanRequest.objects.get(pk=queued_for_admin.pk)
+    loan = Loan.objects.get(media=lent, returned_at__isnull=True)
+    assert (served.status, served.loan, loan.borrower) == ("fulfilled", loan, cast["admin"])
+    assert CustodyEvent.objects.get(seq=accepted.closed_seq).payload == {
+        "handover": offered.offered_seq, "request": queued_for_admin.created_seq,
+    }
+    assert projection.rebuild(check_only=True) == []
 
 
 def test_staff_may_hand_past_the_queue_with_a_recorded_reason(lent, cast, queued_for_admin):

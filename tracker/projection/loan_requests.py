@@ -70,7 +70,8 @@ def _status(status: str):
 
 
 def _checked_out(event: CustodyEvent) -> None:
-    """After the package opened the loan: the request the check-out served is fulfilled."""
+    """After the package opened the loan: the request the check-out (or the accepted hand-over)
+    served is fulfilled."""
     if event.payload.get("request") is not None:
         _requests_of(event).update(
             status=RequestStatus.FULFILLED, loan=Loan.objects.get(out_seq=event.seq)
@@ -102,6 +103,8 @@ HANDLERS: dict = {
     EventKind.REQUEST_CANCELLED: _status(RequestStatus.CANCELLED),
     EventKind.REQUEST_EXPIRED: _status(RequestStatus.EXPIRED),
     EventKind.CHECKED_OUT: _checked_out,
+    # A hand-over accepted by the person at the head of the item's queue serves their request.
+    EventKind.TRANSFERRED: _checked_out,
     EventKind.RETURNED: _returned,
     EventKind.LOAN_RENEWED: _renewed,
 }

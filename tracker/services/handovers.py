@@ -359,12 +359,11 @@ def handover_accept(
             % {"code": media.code},
             handover=handover.pk,
         )
-    _record(
-        request,
-        from_location=_place_of(media),
-        payload={"handover": handover.offered_seq},
-        media=media,
-    )
+    payload = {"handover": handover.offered_seq}
+    head = next_in_queue(media) if handover.to_holder_id is not None else None
+    if head is not None and head.requester_id == handover.to_holder_id:
+        payload["request"] = head.created_seq  # the receiver was next in the queue: served
+    _record(request, from_location=_place_of(media), payload=payload, media=media)
     return Handover.objects.get(pk=handover.pk)
 
 
