@@ -2,7 +2,9 @@
 
 - body.py: what is hashed (`event_body`, RFC 8785 canonical JSON, `chain_hash`);
 - chain.py: appending (`lock`, `replayed`, `append`) under a lock held in the database;
-- verify.py: `verify_rows`, `verify_ledger` (the chain, then the signed checkpoints);
+- verify.py: `verify_rows`, `verify_ledger` (the chain, then the signed checkpoints), mostly from
+  the bodies the database stores (tracker/event_body_sql.py) with stored.py (the row checks, also
+  run as worker processes) and rows.py (reading rows through the ORM or as raw columns);
 - checkpoints.py: Ed25519-signed C2SP notes (`checkpoint`, `parse_checkpoint`, keys).
 """
 

@@ -218,6 +218,7 @@ class _Chain:
         scan.odd, scan.hash_at = [], {}
         return not ended
 
+
 def _seq_after(seq: int):
     """The first stored seq after `seq` (what the plain walk meets next), or None."""
     return CustodyEvent.objects.filter(seq__gt=seq).order_by("seq").values_list("seq", flat=True).first()
