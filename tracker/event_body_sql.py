@@ -287,7 +287,9 @@ def _pg_payload(c: str, most: int) -> str:
         elif n == 3:
             ranks = f"({greater(0, 1)} + {greater(0, 2)}) * 3 + {greater(1, 0)} + {greater(1, 2)}"
             branches = " ".join(
-                f"WHEN {first * 3 + second} THEN '{{" + ",".join(f"\\{i}" for i in members.split(",")) + "}'"
+                f"WHEN {first * 3 + second} THEN '{{"
+                + ",".join(f"\\{i}" for i in members.split(","))
+                + "}'"
                 for (first, second), members in _PG_ORDER_OF_THREE.items()
             )
             order = f"CASE {ranks} {branches} END"

@@ -142,9 +142,9 @@ TABLE_READERS = {"postgresql": PostgresColumns, "sqlite": SQLiteColumns}
 
 
 def walk_columns(chain, chunk_rows: int) -> None:
-    """Check the stored ledger for `chain`: chunks whose values all have their usual form are checked column-wise straight
-    from the database cursor (several times faster than ORM rows); any other chunk is read
-    again through the ORM and walked row by row."""
+    """Check the stored ledger for `chain`: chunks whose values all have their usual form are
+    checked column-wise straight from the database cursor (several times faster than ORM rows);
+    any other chunk is read again through the ORM and walked row by row."""
     reader = TABLE_READERS.get(connection.vendor)
     if reader is None or not reader.applies():
         chain.walk(ledger_rows())

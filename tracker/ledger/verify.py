@@ -30,12 +30,13 @@ and rfc8785: the same first bad seq and the same reason. Three ways get there, f
      who edits the database files themselves, or PostgreSQL's catalogs as a superuser, could change
      a column and leave the old body and hash in place. The plain walk (verify_rows(ledger_rows()),
      `exact=True` below) recomputes every body from the columns and is not fooled by that.
-   - SQLite: one process reads about a million rows a second through sqlite3 and hashes them,
-     near the target, so ledgers from PARALLEL_FROM events are split into seq ranges checked by
-     worker processes (tracker/ledger/stored.py, standard library only, a read transaction each,
-     each checking the column's definition itself); each range's rows stand alone once prev_hash
-     and hash are stored, and the parent checks the links across the borders and puts the ranges
-     together in order. Workers are used only outside a transaction (they cannot see its rows).
+   - SQLite: one process reads rows through sqlite3 at about 1 us each and hashes them at about
+     0.6 us (1.6 s for a million, against 1.4 s for 0.3x the bare loop), so ledgers from
+     PARALLEL_FROM events are split into seq ranges checked by worker processes
+     (tracker/ledger/stored.py: standard library only, a read transaction each, each checking the
+     column's definition itself); each range's rows stand alone once prev_hash and hash are
+     stored, and the parent checks the links across the borders and puts the ranges together in
+     order. Workers are used only outside a transaction (they cannot see its rows).
    - PostgreSQL: the server hashes the stored bytes itself, in parallel workers, and a window over
      the primary key compares each prev_hash with the hash before it; both return only the rows
      they do not vouch for. Streaming the rows to Python instead costs more than hashing them
@@ -221,7 +222,8 @@ class _Chain:
 
 def _seq_after(seq: int):
     """The first stored seq after `seq` (what the plain walk meets next), or None."""
-    return CustodyEvent.objects.filter(seq__gt=seq).order_by("seq").values_list("seq", flat=True).first()
+    after = CustodyEvent.objects.filter(seq__gt=seq).order_by("seq")
+    return after.values_list("seq", flat=True).first()
 
 
 def _odd_rows(odd: list[tuple[int, str]]) -> Iterator[tuple[int, str, dict]]:
@@ -383,7 +385,9 @@ class _PostgresLedger:
     body_sql = (
         "SELECT e.seq FROM tracker_custodyevent e WHERE e.seq <= %(highest)s AND NOT {check}"
     )
-    body_check = "coalesce(encode(sha256(decode(e.prev_hash, 'hex') || e.body), 'hex') = e.hash, false)"
+    body_check = (
+        "coalesce(encode(sha256(decode(e.prev_hash, 'hex') || e.body), 'hex') = e.hash, false)"
+    )
     careful = "CASE WHEN e.prev_hash ~ '^[0123456789abcdef]{{64}}$' THEN {check} ELSE false END"
     link_sql = (
         "SELECT l.seq FROM (SELECT seq, prev_hash, lag(hash) OVER (ORDER BY seq) AS before "
