@@ -17,14 +17,15 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.db import DatabaseError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from tests.conftest import make_user
+from tests.tracker.signature_images import drawn
 from tracker import ledger, services
 from archive.models import Patient, Study
-from tracker.choices import DiscVerdict, EventKind, FlagKind, LocationKind, MediaKind, MediaStatus, StudySource
+from tracker.choices import DiscVerdict, EventKind, FlagKind, LocationKind, MediaKind, MediaStatus, Role, StudySource
 from tracker.exceptions import EventConflict
 from tracker.ledger import EventRequest, Read
 from tracker.models import (
@@ -129,12 +130,9 @@ def other_key() -> Ed25519PrivateKey:
 def build_busy_ledger(size: int) -> None:
     """Register, tag, lend, hand over, move, see, return and retire until `size` events exist."""
     rng = random.Random(20261124)
-    User = get_user_model()
-    staff = User.objects.create_user(username="ledger-staff", password="x")
+    staff = make_user("ledger-staff", Role.FILE_ROOM)
     doctors = [
-        User.objects.create_user(
-            username=f"ledger-doctor{n}", password="x", email=f"doctor{n}@hospital.example"
-        )
+        make_user(f"ledger-doctor{n}", Role.CLINICIAN, email=f"doctor{n}@hospital.example")
         for n in range(3)
     ]
     room = Location.objects.create(code="L-FR", name="File room", kind=LocationKind.ROOM)
@@ -197,6 +195,12 @@ def build_busy_ledger(size: int) -> None:
     services.loan_request_ready(request=first, actor=staff)
     loan = services.media_check_out(media=held, borrower=doctors[0], actor=staff, request=first)
     services.loan_renew(loan=loan, actor=doctors[0])
+    # Signed afterwards at the counter, offered on and declined, offered again and withdrawn.
+    services.signature_add(event_seq=loan.out_seq, image=drawn(), actor=staff, signed_by="Dr Zero")
+    declined = services.handover_offer(media=held, actor=doctors[0], to_holder=doctors[1])
+    services.handover_decline(handover=declined, actor=doctors[1], reason="not my patient")
+    withdrawn = services.handover_offer(media=held, actor=doctors[0], to_holder=doctors[2])
+    services.handover_cancel(handover=withdrawn, actor=doctors[0])
     services.loan_request_deny(
         request=services.loan_request_make(requester=doctors[1], media=held, **ask),
         actor=staff, reason="needed for the tumour board",
