@@ -85,6 +85,14 @@ def test_verify_ledger_exits_1_and_names_the_first_altered_event(day):
     assert "Ledger intact" not in out
 
 
+def test_verify_ledger_exact_recomputes_every_body_and_agrees_on_the_verdict(day):
+    out, _err = run("verify_ledger", "--exact")
+    assert out.startswith("Ledger intact: 5 events")
+    alter_stored_event(3)
+    code, _out, err = refused("verify_ledger", "--exact")
+    assert code == 1 and err.startswith("LEDGER BROKEN at seq 3:")
+
+
 def test_verify_ledger_as_json_names_the_first_altered_event(day):
     alter_stored_event(2)
     alter_stored_event(4)

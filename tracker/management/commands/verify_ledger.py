@@ -22,6 +22,12 @@ class Command(BaseCommand):
             help="Also check a checkpoint note kept outside the database (repeatable).",
         )
         parser.add_argument(
+            "--exact",
+            action="store_true",
+            help="Recompute every event's body from its columns instead of trusting the bodies the "
+            "database stored (slow: for someone who may have edited the database file or catalog).",
+        )
+        parser.add_argument(
             "--vkey",
             metavar="KEY_OR_FILE",
             help="Note verifier key (name+id+key) to trust instead of the local signing key.",
@@ -38,7 +44,7 @@ class Command(BaseCommand):
             except ValueError as exc:
                 raise CommandError(f"--vkey is not a note verifier key: {exc}") from exc
         notes = [Path(path).read_text() for path in options["checkpoint"]]
-        result = ledger.verify_ledger(public_key=public_key, extra_notes=notes)
+        result = ledger.verify_ledger(public_key=public_key, extra_notes=notes, exact=options["exact"])
         if options["json"]:
             self.stdout.write(json.dumps(result.as_dict()))
         elif result.ok:
