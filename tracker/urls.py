@@ -7,6 +7,7 @@ from .api import handovers as handovers_api
 from .api import inventory as inventory_api
 from .api import loan_requests as loan_requests_api
 from .api import signatures as signatures_api
+from .views import actions as actions_views
 from .views import audit as audit_views
 from .views import exports as exports_views
 from .views import flags as flags_views
@@ -42,6 +43,7 @@ api_urlpatterns = [
 ]
 
 urlpatterns = [
+    *actions_views.urlpatterns,  # before media-detail: /media/new/ is not an item
     path("", views.media_search, name="media-search"),
     path("media/<str:code>/", views.media_detail, name="media-detail"),
     path("t/", views.tag_landing, name="tag-landing"),
