@@ -60,7 +60,9 @@ FORMS = [
     ("who", "status"),
     [("staff", 200), ("admin", 200), ("doctor", 403), ("auditor", 403), ("nobody", 403)],
 )
-def test_each_form_is_for_the_file_room_and_admins_only(page_for, jacket, url, who, status):
+def test_each_form_is_for_the_file_room_and_admins_only(page_for, cast, jacket, url, who, status):
+    if url.endswith("/return/"):  # an item on the shelf has nothing to return
+        services.media_check_out(media=jacket, borrower=cast["doctor"], actor=cast["staff"])
     page = page_for(who).get(url)
 
     assert page.status_code == status
@@ -104,6 +106,25 @@ def test_the_item_page_of_a_loan_offers_the_return(page_for, lent):
     html = page_for("staff").get("/media/FJ-1/").content.decode()
 
     assert 'href="/media/FJ-1/return/"' in html and 'href="/media/FJ-1/check-out/"' not in html
+
+
+def test_forms_that_cannot_apply_say_why_instead(page_for, cast, jacket):
+    staff = page_for("staff")
+    nothing_to_return = staff.get("/media/FJ-1/return/").content.decode()
+    assert "FJ-1 is on the shelf, so there is nothing to return." in nothing_to_return
+    assert 'class="card action-form"' not in nothing_to_return
+
+    services.media_check_out(media=jacket, borrower=cast["doctor"], actor=cast["staff"])
+    on_loan = staff.get("/media/FJ-1/check-out/").content.decode()
+    assert "FJ-1 is on loan, so it cannot be checked out again." in on_loan
+    assert 'href="/media/FJ-1/return/"' in on_loan and 'class="card action-form"' not in on_loan
+
+    services.media_return(media=jacket, actor=cast["staff"])
+    services.media_retire(media=jacket, actor=cast["staff"], reason="Lost")
+    for url in FORMS[1:]:
+        retired = staff.get(url).content.decode()
+        assert "This item is retired; nothing more can be done with it." in retired, url
+        assert 'class="card action-form"' not in retired, url
 
 
 # --- register -------------------------------------------------------------------------------------
