@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
-DEBIAN_PACKAGES := gettext pcscd vsmartcard-vpcd libpcsclite-dev swig chromium fonts-wqy-microhei orthanc orthanc-dicomweb dcmtk
+DEBIAN_PACKAGES := gettext pcscd vsmartcard-vpcd libpcsclite-dev swig chromium fonts-wqy-microhei orthanc orthanc-dicomweb dcmtk poppler-utils
 PYTEST_ARGS ?=
 DEMO_READS_PER_SECOND ?= 0.5
 

@@ -28,11 +28,11 @@ TEST_PASSWORD = "correct horse battery staple 42"
 
 
 def pytest_collection_modifyitems(config, items):
-    if connection.vendor == "postgresql":
-        return
+    """Tests marked for one database are deselected (not skipped) on the other."""
+    other = "sqlite" if connection.vendor == "postgresql" else "postgres"
     selected, deselected = [], []
     for item in items:
-        (deselected if item.get_closest_marker("postgres") else selected).append(item)
+        (deselected if item.get_closest_marker(other) else selected).append(item)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = selected

@@ -2,8 +2,8 @@
 and that each QR code is the code of the right page's address.
 
 No QR decoder is pinned, so nothing here decodes a QR code. Instead the squares the PDF draws
-are read back (from the page's content stream, and once from a real rasterizer's pixels when
-poppler's pdftoppm is installed) and compared module by module with the matrix the `qrcode`
+are read back (from the page's content stream, and once from a real rasterizer's pixels:
+poppler's pdftoppm, installed by make test) and compared module by module with the matrix the `qrcode`
 library makes for the URL the label should open. A decoder reading the printed symbol back is
 therefore trusted to `qrcode`'s encoder being correct; what these tests prove is that the PDF
 carries exactly that symbol, for that URL, on that label, with white space around it."""
@@ -11,7 +11,6 @@ carries exactly that symbol, for that URL, on that label, with white space aroun
 from __future__ import annotations
 
 import math
-import shutil
 import subprocess
 from io import BytesIO
 
@@ -289,9 +288,6 @@ def test_shelf_and_badge_labels_open_the_place_and_the_person(cast, places):
         assert words_expected <= set(label_texts(words, stock.slot_box(slot)))
 
 
-@pytest.mark.skipif(
-    shutil.which("pdftoppm") is None, reason="poppler-utils (pdftoppm) is not installed"
-)
 def test_a_real_rasterizer_prints_the_same_modules(jackets, tmp_path):
     """pdftoppm (poppler) renders the sheet at 600 dpi; the pixel at each module's centre is
     dark exactly where the QR matrix of the item's URL has a dark module."""

@@ -289,7 +289,7 @@ SQLITE_ODDITIES = {  # column: stored values the ORM reads back as something els
 }
 
 
-@pytest.mark.skipif("connection.vendor != 'sqlite'")
+@pytest.mark.sqlite
 @pytest.mark.parametrize(
     "column, value", [(c, v) for c, values in SQLITE_ODDITIES.items() for v in values]
 )
@@ -319,7 +319,7 @@ def test_sqlites_loose_types_and_texts_get_rfc8785s_bytes_or_none(db, column, va
         assert body is None or bytes(body) == canonical(row)
 
 
-@pytest.mark.skipif("connection.vendor != 'postgresql'")
+@pytest.mark.postgres
 @pytest.mark.parametrize("at", [
     "0999-12-31 23:59:59.999999+00", "1000-01-01 00:00:00+00", "1000-01-01 00:00:00+01",
     "9999-12-31 23:59:59.999999+00", "infinity", "-infinity", "0001-01-01 00:00:00+00 BC",
@@ -477,7 +477,7 @@ def test_a_body_column_generated_by_another_expression_is_not_trusted(recorded, 
     assert (result.ok, result.first_bad_seq) == (False, seq), result.reason
 
 
-@pytest.mark.skipif("connection.vendor != 'postgresql'")
+@pytest.mark.postgres
 def test_a_function_of_another_schema_found_first_on_the_search_path_is_seen(recorded, cast):
     """Whoever re-creates the column under a search path that finds their own lpad() first gets
     a column printed as ours under that path: the check reads it with pg_catalog alone."""
@@ -499,15 +499,14 @@ def test_a_function_of_another_schema_found_first_on_the_search_path_is_seen(rec
     assert ledger.verify_ledger().ok  # the exact way agrees: nothing was changed yet
 
 
-@pytest.mark.skipif("connection.vendor != 'postgresql'")
+@pytest.mark.postgres
 def test_a_superuser_who_edits_the_catalog_leaves_a_stale_body_only_exact_sees(recorded, cast):
     """The limit of trusting stored bodies (documented in tracker/ledger/verify.py): marking the
     column plain in pg_attribute, rewriting a row and marking it generated again needs a
     superuser; verify_ledger(exact=True) recomputes every body from the columns."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
-        if not cursor.fetchone()[0]:
-            pytest.skip("needs a superuser")
+        assert cursor.fetchone()[0], "the test database's user must be a superuser (make test: postgres)"
         catalog = (
             "UPDATE pg_attribute SET attgenerated = %s WHERE attrelid = "
             "'tracker_custodyevent'::regclass AND attname = 'body'"

@@ -112,7 +112,7 @@ def test_checkpoints_inside_ranges_are_checked_and_catch_a_rewrite(busy, split, 
     assert "events 1..60 were rewritten" in result.reason
 
 
-@pytest.mark.skipif("connection.vendor != 'sqlite'")
+@pytest.mark.sqlite
 def test_a_worker_checks_the_body_column_itself(busy):
     """Each worker reads its range in one transaction, after checking the column there."""
     request = {"path": str(connection.settings_dict["NAME"]), "first": 1, "last": EVENTS}
