@@ -1,6 +1,7 @@
 """Domain errors raised by services, and the one handler that maps every API error to
 `{"error": {"code": ..., "message": ...}}` with 400/401/403/404/409."""
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import DataError
 from django.http import Http404
 from django.utils.translation import gettext as _
 from rest_framework import exceptions as drf
@@ -116,6 +117,12 @@ def error_body(code: str, message: str, **details) -> dict:
 def api_exception_handler(exc, context):
     if isinstance(exc, DomainError):
         return Response(error_body(exc.code, exc.message, **exc.details), status=exc.status)
+    if isinstance(exc, DataError):  # a value the database refuses to store or compare with
+        message = _(
+            "A value in the request cannot be stored or looked up: it is out of range or holds a "
+            "character the database refuses (such as NUL)."
+        )
+        return Response(error_body("invalid", message), status=400)
     if isinstance(exc, Http404):
         exc = drf.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

@@ -11,3 +11,16 @@ def test_huge_or_negative_limits_and_offsets_give_pages_not_errors(client_for, m
         assert response.status_code == 200, (query, response.content)
     assert len(staff.get("/api/v1/media/?limit=100000").json()["results"]) == 1
     assert staff.get("/api/v1/media/?limit=5&offset=52650697497650593792").json()["results"] == []
+
+
+def test_a_nul_character_in_a_value_is_a_clear_400_on_every_database(client_for, make_media):
+    """PostgreSQL refuses NUL in text (schemathesis found a 500 for a destination holding one)."""
+    make_media("FJ-NUL")
+    doctor = client_for("doctor")
+    response = doctor.post("/api/v1/loan-requests/", {
+        "media": "FJ-NUL", "needed_from": "2026-12-01", "needed_until": "2026-12-02",
+        "purpose": "follow-up", "destination": "OR\u0000THO",
+    }, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "invalid"
+    assert client_for("staff").get("/api/v1/media/FJ-%00NUL/").status_code in (400, 404)

@@ -189,8 +189,8 @@ _ERROR_TEXTS = {
 def document_errors(result: dict, generator, request, public) -> dict:
     """drf-spectacular postprocessing hook: every operation can answer with the one error shape
     `{"error": {"code", "message"}}` — 401 and 403 anywhere (every endpoint needs a login or a
-    reader key), 404 where the address names something, 400 where there are query parameters or
-    a body to get wrong. Adds those an operation's own declaration leaves out, so the schema
+    reader key), 404 where the address names something, 400 where there are path or query
+    parameters or a body to get wrong (a value the database refuses, such as a NUL character). Adds those an operation's own declaration leaves out, so the schema
     documents every answer (schemathesis checks it)."""
     error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     assert "Error" in result.get("components", {}).get("schemas", {}), "the Error component is missing"
@@ -201,7 +201,9 @@ def document_errors(result: dict, generator, request, public) -> dict:
             wanted = ["401", "403"]
             if "{" in path:
                 wanted.append("404")
-            if operation.get("requestBody") or any(p.get("in") == "query" for p in operation.get("parameters", [])):
+            if "{" in path or operation.get("requestBody") or any(
+                p.get("in") == "query" for p in operation.get("parameters", [])
+            ):
                 wanted.append("400")
             responses = operation.setdefault("responses", {})
             for code in wanted:
