@@ -85,6 +85,7 @@
       canvas.focus();
     });
     blank();
+    pad.dataset.ready = "true"; // styled and listening: its size is final (tests wait for this)
   }
 
   var pads = document.querySelectorAll("[data-signature-pad]");

@@ -47,7 +47,10 @@ def log_in(page, next_path: str) -> None:
 
 
 def draw(page, canvas, *, start=0.15, end=0.85, wave=0.25) -> None:
-    """A signature's worth of mouse strokes across the canvas."""
+    """A signature's worth of mouse strokes across the canvas, once its pad's script has set it
+    up (it restyles the canvas, so a box measured before would miss it)."""
+    pad = canvas.locator("xpath=ancestor::*[@data-signature-pad][1]")
+    expect(pad).to_have_attribute("data-ready", "true")
     box = canvas.bounding_box()
     page.mouse.move(box["x"] + box["width"] * start, box["y"] + box["height"] * 0.5)
     page.mouse.down()
