@@ -10,7 +10,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import generics, serializers
 from rest_framework.response import Response
 
@@ -29,9 +29,13 @@ from .models import DiscManifest, DiscVerification, ManifestEntry, Patient, Seri
 # --- output serializers ------------------------------------------------------------------------
 
 
+@extend_schema_serializer(
+    description=gettext_lazy(
+        "An item and where it is now; `due_at` "
+        "only when the caller may see the open loan."
+    )
+)
 class WhereaboutsOut(serializers.Serializer):
-    """An item and where it is now; `due_at` only when the caller may see the open loan."""
-
     code = serializers.CharField(source="media.code")
     kind = serializers.CharField(source="media.kind")
     description = serializers.CharField(source="media.description")
@@ -102,6 +106,11 @@ class ActorHidden:
         return data
 
 
+@extend_schema_serializer(
+    description=gettext_lazy(
+        "A disc's manifest: what it held when imported. `imported_by` is null for a clinician."
+    )
+)
 class ManifestOut(ActorHidden, serializers.ModelSerializer):
     actor_field = "imported_by"
     media = serializers.SlugRelatedField(slug_field="code", read_only=True)
@@ -124,6 +133,12 @@ class ProblemOut(serializers.Serializer):
     reason = serializers.CharField()
 
 
+@extend_schema_serializer(
+    description=gettext_lazy(
+        "A disc's manifest with its problems and IHE PDI report. `imported_by` is null for a "
+        "clinician."
+    )
+)
 class ManifestDetailOut(ManifestOut):
     problems = ProblemOut(many=True, read_only=True)
     pdi_report = serializers.JSONField(read_only=True)
@@ -141,6 +156,12 @@ class ManifestEntryOut(serializers.ModelSerializer):
         ]
 
 
+@extend_schema_serializer(
+    description=gettext_lazy(
+        "A returned disc compared with its manifest: missing, changed and extra files. "
+        "`verified_by` is null for a clinician."
+    )
+)
 class VerificationOut(ActorHidden, serializers.ModelSerializer):
     actor_field = "verified_by"
     media = serializers.SlugRelatedField(slug_field="code", read_only=True)
@@ -244,9 +265,13 @@ class PatientListApi(RoleAPIView, generics.ListAPIView):
         return selectors.patient_list(user=self.request.user)
 
 
+@extend_schema(
+    description=gettext_lazy(
+        "A patient with all their media (and "
+        "where each is now) and all their studies."
+    )
+)
 class PatientDetailApi(RoleAPIView, generics.RetrieveAPIView):
-    """A patient with all their media (and where each is now) and all their studies."""
-
     read_roles = EVERY_ROLE
     serializer_class = PatientDetailOut
     queryset = Patient.objects.none()  # for the schema; get_object() answers requests
@@ -293,9 +318,13 @@ class StudyListApi(RoleAPIView, generics.ListAPIView):
         return selectors.study_list(user=self.request.user).prefetch_related("media")
 
 
+@extend_schema(
+    description=gettext_lazy(
+        "A study with its series and the media "
+        "that hold it (and where each is now)."
+    )
+)
 class StudyDetailApi(RoleAPIView, generics.RetrieveAPIView):
-    """A study with its series and the media that hold it (and where each is now)."""
-
     read_roles = EVERY_ROLE
     serializer_class = StudyDetailOut
     queryset = Study.objects.none()  # for the schema; get_object() answers requests
@@ -332,10 +361,13 @@ class ManifestListApi(RoleAPIView, generics.ListAPIView):
         return selectors.manifest_list(user=self.request.user)
 
 
+@extend_schema(
+    description=gettext_lazy(
+        "What a disc held when imported: figures, problems and the IHE PDI report. The files "
+        "are listed, paginated, at entries/."
+    )
+)
 class ManifestDetailApi(RoleAPIView, generics.RetrieveAPIView):
-    """What a disc held when imported: figures, problems and the IHE PDI report. The files are
-    listed, paginated, at entries/."""
-
     read_roles = EVERY_ROLE
     serializer_class = ManifestDetailOut
     queryset = DiscManifest.objects.none()  # for the schema; get_object() answers requests
@@ -344,9 +376,8 @@ class ManifestDetailApi(RoleAPIView, generics.RetrieveAPIView):
         return manifest_or_404(self.kwargs["pk"], selectors.manifest_list(user=self.request.user))
 
 
+@extend_schema(description=gettext_lazy("The files of one disc manifest, by path."))
 class ManifestEntryListApi(RoleAPIView, generics.ListAPIView):
-    """The files of one disc manifest, by path."""
-
     read_roles = EVERY_ROLE
     serializer_class = ManifestEntryOut
     queryset = ManifestEntry.objects.none()  # for the schema; get_queryset() answers requests
@@ -406,9 +437,13 @@ class StudyUidsField(serializers.ListField):
         return studies
 
 
+@extend_schema(
+    description=gettext_lazy(
+        "Record that an item holds studies Filmroom already knows (typed in, or found in the "
+        "PACS)."
+    )
+)
 class MediaStudiesLinkApi(RoleAPIView):
-    """Record that an item holds studies Filmroom already knows (typed in, or found in the PACS)."""
-
     class StudiesLinkIn(EventIdIn):
         studies = StudyUidsField()
         source = serializers.ChoiceField(
@@ -425,9 +460,13 @@ class MediaStudiesLinkApi(RoleAPIView):
         return Response(MediaOut(_media_fresh(request, code)).data)
 
 
+@extend_schema(
+    description=gettext_lazy(
+        "Record that an item does not hold studies it was linked to; the link stays in its "
+        "history."
+    )
+)
 class MediaStudiesUnlinkApi(RoleAPIView):
-    """Record that an item does not hold studies it was linked to; the link stays in its history."""
-
     class StudiesUnlinkIn(EventIdIn):
         studies = StudyUidsField()
         reason = serializers.CharField(max_length=500)
@@ -464,9 +503,13 @@ def _media_fresh(request, code: str):
 # --- retention review --------------------------------------------------------------------------
 
 
+@extend_schema(
+    description=gettext_lazy(
+        "Media past retention under the rules, for a person to review; nothing is disposed "
+        "of."
+    )
+)
 class RetentionReviewApi(RoleAPIView, generics.ListAPIView):
-    """Media past retention under the rules, for a person to review; nothing is disposed of."""
-
     serializer_class = RetentionDueOut
 
     class RetentionQueryIn(serializers.Serializer):

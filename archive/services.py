@@ -7,16 +7,20 @@ manifest and records the verdict the same way.
 """
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
+import queue
+import threading
+import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils.translation import gettext as _
 
 from archive import indexer
@@ -26,10 +30,13 @@ from tracker.choices import DiscVerdict, MediaKind, StudySource
 from tracker.exceptions import InvalidRequest
 from tracker.models import CustodyEvent, Location, Media
 
+logger = logging.getLogger(__name__)
 Progress = Callable[[int, int, int, int], None]
 DISC_KINDS = (MediaKind.CD, MediaKind.DVD, MediaKind.USB, MediaKind.OTHER)
 # How many differing paths a ledger event names; the verification row keeps them all.
 EVENT_PATHS = 5
+# First key of the PostgreSQL advisory locks that serialise imports of one disc ("DISC").
+DISC_LOCK_CLASS = 0x44495343
 
 
 @dataclass
@@ -134,6 +141,19 @@ def _prior_manifest(media: Media | None, disc: indexer.IndexedDisc) -> DiscManif
         file_count=disc.file_count, total_bytes=disc.total_bytes, dicomdir_sha256=disc.dicomdir_sha256
     ).order_by("-created_at", "-pk")
     return next((m for m in candidates if _same_files(m, disc.entries)), None)
+
+
+def _disc_lock(disc: indexer.IndexedDisc) -> None:
+    """Hold, until the transaction ends, a lock named after the disc's content (its DICOMDIR
+    hash, file count and size). PostgreSQL: a transaction-scoped advisory lock, so imports of
+    other discs and the stations' reads are not held up. SQLite: the transaction already holds
+    the database's write lock (Filmroom opens every transaction with BEGIN IMMEDIATE)."""
+    if connection.vendor != "postgresql":
+        return
+    name = f"{disc.dicomdir_sha256}:{disc.file_count}:{disc.total_bytes}".encode()
+    key = int.from_bytes(hashlib.sha256(name).digest()[:4], "big", signed=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [DISC_LOCK_CLASS, key])
 
 
 def _index(root: Path, progress: Progress | None) -> indexer.IndexedDisc:
@@ -278,17 +298,21 @@ def disc_import(
         raise InvalidRequest(_("“%(kind)s” is not a kind of disc.") % {"kind": register_kind})
     disc = _index(root, progress)
     problems = _render(disc.problems)
-    prior = _prior_manifest(media, disc)
     grouped, series = _group(disc.entries)
     _disc_patients_check(media, grouped)
-    if prior is not None:
-        studies = list(Study.objects.filter(study_instance_uid__in=grouped).select_related("patient"))
-        return ImportResult(
-            manifest=prior, media=prior.media, unchanged=True, media_created=False, studies=studies,
-            series_count=len(series), patient_ids=sorted({s.patient.patient_id for s in studies}),
-            problems=prior.problems, seconds=disc.seconds,
-        )
     with transaction.atomic():
+        # Two imports of one disc at once (two clerks, a retried request): the second waits
+        # here for the first to commit and then finds its manifest, so the disc is recorded once.
+        _disc_lock(disc)
+        prior = _prior_manifest(media, disc)
+        if prior is not None:
+            studies = list(Study.objects.filter(study_instance_uid__in=grouped).select_related("patient"))
+            return ImportResult(
+                manifest=prior, media=prior.media, unchanged=True, media_created=False,
+                studies=studies, series_count=len(series),
+                patient_ids=sorted({s.patient.patient_id for s in studies}),
+                problems=prior.problems, seconds=disc.seconds,
+            )
         created = media is None
         if created:
             media = tracker_services.media_register(
@@ -341,9 +365,18 @@ class DiscHashes:
     unreadable: list[str] = field(default_factory=list)
 
 
-def disc_hashes(root: Path, *, workers: int = 2, progress: Progress | None = None) -> DiscHashes:
+def disc_hashes(
+    root: Path, *, workers: int = 2, progress: Progress | None = None, file_timeout: float | None = None,
+) -> DiscHashes:
     """Size and SHA-256 of every name on the disc, hashed in threads (hashlib and reads release
-    the GIL); symbolic links and special files get the same stand-in hashes as the manifest."""
+    the GIL); symbolic links and special files get the same stand-in hashes as the manifest.
+
+    Each file has a deadline, as in the import: `file_timeout` (DISC_FILE_TIMEOUT_SECONDS) plus
+    its size at 1 MB/s. A file still being read then (a scratched disc, a hung stick) is counted
+    unreadable and the check goes on with the rest; the thread stuck in read() is left behind
+    (a daemon thread: it holds no lock and does not keep the process alive)."""
+    if file_timeout is None:
+        file_timeout = settings.DISC_FILE_TIMEOUT_SECONDS
     walk = indexer.walk_disc(root)
     hashes = DiscHashes()
     hashes.unreadable.extend(p["path"] for p in walk.problems)
@@ -358,30 +391,89 @@ def disc_hashes(root: Path, *, workers: int = 2, progress: Progress | None = Non
         else:
             files.append(item)
     total_bytes = sum(item.size for item in files)
-    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-
-    def one(item: indexer.DiscItem) -> tuple[indexer.DiscItem, tuple[int, str] | None]:
-        try:
-            return item, indexer.hash_file(root_fd, item.os_path)
-        except OSError:
-            return item, None
-
-    try:
-        done_files = done_bytes = 0
-        with ThreadPoolExecutor(max(1, workers)) as pool:
-            for item, result in pool.map(one, files):
-                if result is None:
-                    hashes.unreadable.append(item.path)
-                    hashes.found[item.path] = (item.size, "")
-                else:
-                    hashes.found[item.path] = result
-                done_files += 1
-                done_bytes += item.size
-                if progress:
-                    progress(done_files, len(files), done_bytes, total_bytes)
-    finally:
-        os.close(root_fd)
+    done_files = done_bytes = 0
+    with _Hashers(root, workers) as hashers:
+        for item, result in hashers.run(
+            files, deadline=lambda item: file_timeout + item.size / indexer.SLOW_READ_BYTES_PER_SECOND
+        ):
+            if result is None:
+                hashes.unreadable.append(item.path)
+                hashes.found[item.path] = (item.size, "")
+            else:
+                hashes.found[item.path] = result
+            done_files += 1
+            done_bytes += item.size
+            if progress:
+                progress(done_files, len(files), done_bytes, total_bytes)
     return hashes
+
+
+class _Hashers:
+    """Daemon threads hashing disc files, each file against its own deadline: `run` yields
+    (item, (size, sha256)) or (item, None) for a file unreadable or past its deadline, whose
+    thread is then abandoned and replaced."""
+
+    def __init__(self, root: Path, workers: int):
+        self.root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.workers = max(1, workers)
+        self.todo: queue.SimpleQueue = queue.SimpleQueue()
+        self.done: queue.SimpleQueue = queue.SimpleQueue()
+        self.busy: dict[int, tuple[indexer.DiscItem, float]] = {}  # thread ident -> item, deadline
+        self.stopped = threading.Event()
+        self.started = 0
+
+    def __enter__(self) -> _Hashers:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopped.set()
+        for _thread in range(self.started):  # one each, so no idle thread waits on for ever
+            self.todo.put(None)
+        # An abandoned thread may still be inside read(): it holds its own descriptor for the
+        # file, not this one, so closing the root now is safe.
+        os.close(self.root_fd)
+
+    def _work(self, deadline_of) -> None:
+        me = threading.get_ident()
+        while not self.stopped.is_set():
+            item = self.todo.get()
+            if item is None or self.stopped.is_set():
+                return
+            self.busy[me] = (item, time.monotonic() + deadline_of(item))
+            try:
+                result = indexer.hash_file(self.root_fd, item.os_path)
+            except OSError:
+                result = None
+            if self.busy.pop(me, None) is None:
+                return  # given up on while it read: its item is already answered
+            self.done.put((item, result))
+
+    def _start(self, deadline_of) -> None:
+        self.started += 1
+        threading.Thread(target=self._work, args=(deadline_of,), name="filmroom-verify", daemon=True).start()
+
+    def run(self, items: list, *, deadline) -> Iterator[tuple]:
+        for item in items:
+            self.todo.put(item)
+        for _thread in range(self.workers):
+            self._start(deadline)
+        answered = 0
+        while answered < len(items):
+            soonest = min((due for _item, due in list(self.busy.values())), default=None)
+            wait_for = 1.0 if soonest is None else max(0.0, min(1.0, soonest - time.monotonic()))
+            try:
+                yield self.done.get(timeout=wait_for)
+                answered += 1
+                continue
+            except queue.Empty:
+                pass
+            now = time.monotonic()
+            for ident, (item, due) in list(self.busy.items()):
+                if now >= due and self.busy.pop(ident, None) is not None:
+                    logger.warning("Disc check: gave up reading %s after its deadline", item.path)
+                    answered += 1
+                    yield item, None
+                    self._start(deadline)
 
 
 def disc_verify(

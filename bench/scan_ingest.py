@@ -37,7 +37,7 @@ BATCH = 200
 KNOWN_SHARE = 0.9
 SCAN_COLUMNS = (
     "event_id", "device_id", "raw_uid", "uid", "read_at", "counter", "received_at", "mode",
-    "outcome", "code", "message", "media_id", "event_seq", "undo_seq",
+    "outcome", "code", "message", "message_source", "media_id", "event_seq", "undo_seq",
 )
 EVENT_COLUMNS = (
     "seq", "event_id", "kind", "media_id", "tag_uid", "actor_id", "device_id", "from_location_id",
@@ -260,7 +260,7 @@ def _select(table: str, columns: tuple, key: str, values: list) -> dict:
         wanted = [f"CAST({c} AS TEXT)" if c in ("read_at", "received_at", "device_time") else c
                   for c in columns]
     else:
-        wanted = [f"{c}::text" if c == "payload" else c for c in columns]
+        wanted = [f"{c}::text" if c in ("payload", "message_source") else c for c in columns]
     index = columns.index(key)
     rows = {}
     with connection.cursor() as cursor:

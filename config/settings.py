@@ -195,7 +195,7 @@ CONTENT_SECURITY_POLICY = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Filmroom API",
-    "DESCRIPTION": "Custody chain of tagged radiology media: media, tags, loans, transfers, ledger.",
+    "DESCRIPTION": _("Custody chain of tagged radiology media: media, tags, loans, transfers, ledger."),
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,

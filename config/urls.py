@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularSwaggerSplitView
 from archive.urls import api_urlpatterns as archive_api_urlpatterns
 from tracker import api
 from tracker.urls import api_urlpatterns
+from tracker.views import language
 
 # The schema and its docs need a login (any role): a hospital network keeps even the shape of
 # its systems to its own staff. The docs page loads Swagger UI from this site (sidecar), no CDN,
@@ -15,8 +16,10 @@ docs_view = login_required(SpectacularSwaggerSplitView.as_view(url_name="api-sch
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", language.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Before Django's own: the language a logged-in person picks is remembered for them.
+    path("i18n/setlang/", language.set_language, name="set_language"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/v1/", include(api_urlpatterns)),
     path("api/v1/", include(archive_api_urlpatterns)),

@@ -18,6 +18,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import connection, connections
 from django.test import Client
+from django.utils import translation
 from rest_framework.test import APIClient
 
 from tracker import services
@@ -55,6 +56,16 @@ def pytest_configure(config):
     else:  # named explicitly, so committed_db can tell the test database from the real one
         test = database.setdefault("TEST", {})
         test["NAME"] = test.get("NAME") or "test_" + database["NAME"]
+
+
+@pytest.fixture(autouse=True)
+def _language_as_found():
+    """Each test ends with no language active in its thread. Django's LocaleMiddleware activates
+    the language of each request and leaves it active afterwards (the next request sets its
+    own), so a test that fetched a Chinese page would otherwise have the next test's direct
+    calls (a label sheet, a command's help) speak Chinese."""
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture(autouse=True)
@@ -133,33 +144,30 @@ def client_for(cast):
 
 
 def wipe_database() -> None:
-    """Empty every Filmroom table, the ledger included, lifting its triggers for this only."""
+    """Empty every Filmroom table, the ledger and the access log included, lifting their
+    append-only triggers for this only."""
     tables = [
         t
         for t in connection.introspection.django_table_names(only_existing=True)
         if t.split("_", 1)[0] in {"tracker", "archive", "auth", "axes", "django"}
         and t not in {"django_migrations", "django_content_type", "auth_permission"}
     ]
+    ledger = import_module("tracker.migrations.0002_ledger_append_only_triggers")
+    access_log = import_module("tracker.migrations.0012_access_log_append_only")
+    append_only = [*ledger.APPEND_ONLY_TABLES, access_log.TABLE]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(
-                "ALTER TABLE tracker_custodyevent DISABLE TRIGGER USER;"
-                "ALTER TABLE tracker_ledgercheckpoint DISABLE TRIGGER USER;"
-            )
+            cursor.execute("".join(f"ALTER TABLE {t} DISABLE TRIGGER USER;" for t in append_only))
             cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
-            cursor.execute(
-                "ALTER TABLE tracker_custodyevent ENABLE TRIGGER USER;"
-                "ALTER TABLE tracker_ledgercheckpoint ENABLE TRIGGER USER;"
-            )
+            cursor.execute("".join(f"ALTER TABLE {t} ENABLE TRIGGER USER;" for t in append_only))
         else:
-            triggers = import_module("tracker.migrations.0002_ledger_append_only_triggers")
-            for statement in triggers.SQLITE_DROP:
+            for statement in ledger.SQLITE_DROP + access_log.SQLITE_DROP:
                 cursor.execute(statement)
             cursor.execute("PRAGMA foreign_keys = OFF")
             for table in tables:
                 cursor.execute(f'DELETE FROM "{table}"')
             cursor.execute("PRAGMA foreign_keys = ON")
-            for statement in triggers.SQLITE_TRIGGERS:
+            for statement in ledger.SQLITE_TRIGGERS + access_log.SQLITE_TRIGGERS:
                 cursor.execute(statement)
 
 

@@ -317,8 +317,8 @@ def scene(db, chinese_catalogue):
     services.loan_request_approve(request=asked, actor=staff)
     inventory = services.inventory_start(scope=shelf, actor=staff)
     station = ReaderDevice.objects.create(name="desk-1", location=room, mode=ReaderMode.LOCATE)
-    # A read keeps its message in the language it was recorded in: a Chinese site sets
-    # FILMROOM_LANGUAGE_CODE so its agents' reads are written in Chinese (see below).
+    # A read stores what its message means and is shown in each viewer's language; its stored
+    # words (what an agent is answered) are in the site's language (see below).
     with translation.override("zh-hans"):
         services.scan_record(
             device=station, event_id=uuid.uuid4(), raw_uid="04A1B2C3D4E5F6", read_at=timezone.now()
@@ -452,8 +452,9 @@ def test_the_api_answers_errors_in_chinese(scene):
 
 
 def test_a_site_set_to_chinese_records_station_reads_in_chinese(scene, settings):
-    """A reader's agent sends no language: what its reads say (shown on the station page to
-    everyone) is written in the site's language, FILMROOM_LANGUAGE_CODE."""
+    """A reader's agent sends no language: the words it is answered and the stored text of its
+    reads are in the site's language, FILMROOM_LANGUAGE_CODE (the station page renders each read
+    in its viewer's language: tests/tracker/test_station_language.py)."""
     settings.LANGUAGE_CODE = "zh-hans"
     out = StringIO()
     call_command(

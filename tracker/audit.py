@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import rfc8785
 from django import forms
 from django.contrib.auth import get_user_model
 from django.db.models import Max, Q, QuerySet
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -30,6 +30,7 @@ from archive.models import Patient
 from . import ledger
 from .choices import AccessAction, AccessSubject, EventKind, Role
 from .exceptions import InvalidRequest
+from .ledger.verify import reason_sentence
 from .models import AccessLog, CustodyEvent, Location, Media
 from .permissions import has_role
 
@@ -287,9 +288,14 @@ class RangeVerification:
     head_hash: str = ""
     first_bad_seq: int | None = None
     reason: str = ""
+    reason_code: str = ""
+    reason_params: dict = field(default_factory=dict, repr=False)
 
-    def fail(self, seq: int, reason: str) -> RangeVerification:
-        self.ok, self.first_bad_seq, self.reason = False, seq, reason
+    def fail(self, seq: int, code: str, /, **params) -> RangeVerification:
+        """Record the first bad seq and why (a code of ledger.verify.REASONS and its values)."""
+        self.ok, self.first_bad_seq = False, seq
+        self.reason_code, self.reason_params = code, params
+        self.reason = reason_sentence(code, params)
         return self
 
     def as_dict(self) -> dict:
@@ -333,7 +339,7 @@ def verify_range(*, first: int, last: int) -> RangeVerification:
     else:
         prev = CustodyEvent.objects.filter(seq=first - 1).values_list("hash", flat=True).first()
         if prev is None:
-            return result.fail(first, f"event {first - 1}, which event {first} links to, is missing")
+            return result.fail(first, "link_missing", seq=first, before=first - 1)
     expected = first
     rows = (
         CustodyEvent.objects.filter(seq__gte=first, seq__lte=last).order_by("seq")
@@ -342,19 +348,19 @@ def verify_range(*, first: int, last: int) -> RangeVerification:
     for row in rows:
         seq = row["seq"]
         if seq != expected:
-            return result.fail(expected, f"event {expected} is missing or out of order (found {seq})")
+            return result.fail(expected, "gap", seq=expected, found=seq)
         if row["prev_hash"] != prev:
-            return result.fail(seq, f"event {seq} does not link to the hash of event {seq - 1}")
+            return result.fail(seq, "unlinked", seq=seq, before=seq - 1)
         try:
             digest = ledger.chain_hash(row["prev_hash"], ledger.event_body(row))
         except (TypeError, ValueError, InvalidRequest, rfc8785.CanonicalizationError) as exc:
-            return result.fail(seq, f"event {seq} cannot be read: {exc}")
+            return result.fail(seq, "unreadable", seq=seq, error=str(exc))
         if digest != row["hash"]:
-            return result.fail(seq, f"event {seq} was altered: its hash does not match its content")
+            return result.fail(seq, "altered", seq=seq)
         prev, expected = row["hash"], expected + 1
         result.events += 1
     if expected <= last:
-        return result.fail(expected, f"event {expected} is missing or out of order (found none)")
+        return result.fail(expected, "gap", seq=expected, found=None)
     result.head_hash = prev
     return result
 
@@ -367,13 +373,17 @@ def ledger_verify_recorded(
     (action "verified"; `detail` holds the verdict, with `scope` "ledger" or "range")."""
     started = time.monotonic()
     if first is None and last is None:
-        verdict = {"scope": "ledger", **ledger.verify_ledger().as_dict()}
+        result = ledger.verify_ledger()
+        verdict = {"scope": "ledger", **result.as_dict()}
         subject = ""
     else:
         if first is None or last is None:
             raise InvalidRequest(gettext("Give both the first and the last event of the range."))
-        verdict = {"scope": "range", **verify_range(first=first, last=last).as_dict()}
+        result = verify_range(first=first, last=last)
+        verdict = {"scope": "range", **result.as_dict()}
         subject = f"{first}..{last}"
+    if not result.ok:  # kept so pages can say why in the reader's language (reason_text)
+        verdict.update(reason_code=result.reason_code, reason_params=result.reason_params)
     verdict["seconds"] = round(time.monotonic() - started, 3)
     entry = record_access(
         user=user, action=AccessAction.VERIFIED, subject_kind=AccessSubject.LEDGER, subject=subject,
@@ -387,6 +397,40 @@ def ledger_verify_recorded(
             verdict["first_bad_seq"], entry.pk, verdict["reason"],
         )
     return entry
+
+
+# The reasons of ledger.verify.REASONS in the reader's language, by code.
+_REASON_TEXT = {
+    "gap": _("Event %(seq)s is missing or out of order (found %(found)s)."),
+    "unlinked": _("Event %(seq)s does not link to the hash of event %(before)s."),
+    "link_missing": _("Event %(before)s, which event %(seq)s links to, is missing."),
+    "unreadable": _("Event %(seq)s cannot be read: %(error)s"),
+    "altered": _("Event %(seq)s was altered: its hash does not match its content."),
+    "checkpoint_untrusted": _("A signed checkpoint cannot be trusted: %(error)s"),
+    "checkpoint_ahead": _(
+        "A signed checkpoint covers %(size)s events but the ledger holds %(events)s."
+    ),
+    "rewritten": _(
+        "Events %(first)s–%(size)s were rewritten: the chain hash at %(size)s differs from the "
+        "signed checkpoint."
+    ),
+}
+
+
+def reason_text(verdict: dict) -> str:
+    """Why a recorded verification failed, in the active language: from the reason's code and
+    values when the row keeps them; a row that keeps only the English sentence shows it."""
+    if not isinstance(verdict, dict):
+        return ""
+    code, params = verdict.get("reason_code"), verdict.get("reason_params")
+    text = _REASON_TEXT.get(code) if isinstance(code, str) else None
+    if text is not None and isinstance(params, dict):
+        values = {k: (gettext("none") if v is None else formats.localize(v)) for k, v in params.items()}
+        try:
+            return str(text) % values
+        except (KeyError, TypeError, ValueError):
+            pass  # a row written otherwise: its sentence below
+    return str(verdict.get("reason") or "")
 
 
 def verifications() -> QuerySet[AccessLog]:

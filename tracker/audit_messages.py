@@ -396,10 +396,12 @@ class SyslogSender:
         unread makes the kernel reset the connection, and the repository lose what it had not
         read yet."""
         if isinstance(connection, ssl.SSLSocket):
-            try:
-                connection.unwrap()
-            except ssl.SSLEOFError:
-                pass  # it closed without its own close_notify, after reading ours: fine
+            # Its close_notify is the only sign that it read ours, hence everything before it.
+            # A connection that just ends (SSLEOFError) is not taken as delivered: a TLS 1.3
+            # repository refusing our certificate may reset the connection before its alert
+            # reaches us, and a resent message is better than a lost one (run again: the
+            # repository gets the batch once more).
+            connection.unwrap()
             return
         connection.shutdown(socket.SHUT_WR)
         while connection.recv(4096):

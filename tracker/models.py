@@ -4,9 +4,14 @@ Media.status/current_location/current_holder, open Loans, TagBindings and Transf
 projection of the CustodyEvent ledger (tracker.projection applies one event to them); the
 ledger is the source of truth and `manage.py rebuild_projection --check` proves they agree.
 """
+import functools
+
 from django.conf import settings
 from django.db import models
+from django.core.signals import setting_changed
 from django.db.models import Q
+from django.dispatch import receiver
+from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 from rest_framework_api_key.models import AbstractAPIKey
 
@@ -145,6 +150,34 @@ class Badge(models.Model):
 
     def __str__(self) -> str:
         return self.uid
+
+
+class Preference(models.Model):
+    """What a person chose for themselves: the language Filmroom speaks to them in (pages after
+    they log in, reminder e-mails)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preference")
+    language = models.CharField(_("language"), max_length=16)
+
+    class Meta:
+        verbose_name = _("preference")
+        verbose_name_plural = _("preferences")
+
+    def __str__(self) -> str:
+        return f"{self.user_id}:{self.language}"
+
+    @classmethod
+    def remember_language(cls, *, user, language: str) -> None:
+        """Remember the language a logged-in person picked (one of settings.LANGUAGES)."""
+        if language not in dict(settings.LANGUAGES):
+            raise ValueError(f"{language!r} is not one of the site's languages.")
+        cls.objects.update_or_create(user=user, defaults={"language": language})
+
+    @classmethod
+    def language_of(cls, user) -> str | None:
+        """The language this person picked, if it is still one of the site's; else None."""
+        language = cls.objects.filter(user_id=user.pk).values_list("language", flat=True).first()
+        return language if language in dict(settings.LANGUAGES) else None
 
 
 class Tag(models.Model):
@@ -349,7 +382,10 @@ class ScanRecord(models.Model):
     mode = models.CharField(_("mode"), max_length=16, choices=ReaderMode.choices)
     outcome = models.CharField(_("outcome"), max_length=16, choices=ScanOutcome.choices)
     code = models.CharField(_("code"), max_length=32, blank=True)
+    # `message` is written once, in the site's language; `message_source` keeps what it means
+    # ({"msgid": ..., "args": {...}}) so each person reads it in their own language.
     message = models.CharField(_("message"), max_length=300, blank=True)
+    message_source = models.JSONField(_("message and its arguments"), default=dict, blank=True)
     media = models.ForeignKey(Media, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     event_seq = models.BigIntegerField(_("ledger event"), null=True, blank=True)
     undo_seq = models.BigIntegerField(_("undone by event"), null=True, blank=True)
@@ -362,6 +398,73 @@ class ScanRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.device_id}:{self.uid or self.raw_uid}"
+
+    def say(self, msgid: str, **args) -> None:
+        """Set what the scan says: `msgid` (marked with gettext_noop) filled with `args`. An
+        argument that is itself a sentence worded elsewhere is {"texts": {language: text}}, in
+        every language of the site."""
+        self.message_source = {"msgid": msgid, "args": args}
+        language = settings.LANGUAGE_CODE
+        values = {name: _argument_in(language, value) for name, value in args.items()}
+        self.message = (_site_wording(language, msgid) % values)[:300]
+
+    def get_message_display(self) -> str:
+        """The message in the active language. The stored words when there is nothing to
+        translate (scans recorded before messages kept their source, refusals worded elsewhere)
+        or when the source no longer renders (a message reworded or removed since)."""
+        return message_text(self.message_source) or self.message
+
+
+# Messages are written in English in the code: in English their msgid is their text.
+SOURCE_LANGUAGE = "en"
+
+
+@functools.cache
+def _site_wording(language: str, msgid: str) -> str:
+    # Every read says something: activating a language costs more than the rest of say(), and
+    # Django keeps each catalogue for the life of the process anyway.
+    with translation.override(language):
+        return translation.gettext(msgid)
+
+
+@receiver(setting_changed)
+def _forget_site_wordings(*, setting, **kwargs) -> None:
+    # As Django drops its cached catalogues when a test changes where they come from.
+    if setting in {"LANGUAGES", "LOCALE_PATHS", "INSTALLED_APPS"}:
+        _site_wording.cache_clear()
+
+
+def _argument_in(language: str, value):
+    """An argument of a message, a sentence of its own ({"texts": ...}) in `language`; None if
+    it has no wording in that language."""
+    if not isinstance(value, dict):
+        return value
+    texts = value.get("texts")
+    if not isinstance(texts, dict):
+        return None
+    return texts.get(language, texts.get(language.split("-")[0]))
+
+
+def message_text(source, *, untranslated: bool = False) -> str | None:
+    """`source` ({"msgid", "args"}) in the active language, or None if it cannot be said: its
+    msgid is missing from the language's catalogue (unless `untranslated` English will do), an
+    argument is missing or does not fit."""
+    if not isinstance(source, dict) or not isinstance(source.get("msgid"), str):
+        return None
+    msgid, args = source["msgid"], source.get("args") or {}
+    if not isinstance(args, dict):
+        return None
+    text = translation.gettext(msgid)
+    language = translation.get_language() or settings.LANGUAGE_CODE
+    if text == msgid and language.split("-")[0] != SOURCE_LANGUAGE and not untranslated:
+        return None  # not in this language's catalogue (any more): English would be wrong here
+    values = {name: _argument_in(language, value) for name, value in args.items()}
+    if None in values.values():
+        return None
+    try:
+        return text % values
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 class AppendOnlyError(Exception):
@@ -454,7 +557,14 @@ class CustodyEvent(AppendOnlyModel):
         ordering = ["seq"]
         verbose_name = _("custody event")
         verbose_name_plural = _("custody events")
-        indexes = [models.Index(fields=["media", "seq"])]
+        # media+seq: an item's chain. received_at: the auditors' period filters and exports (on
+        # a ledger of millions of events they would otherwise read the whole table). Each index
+        # is paid by every append, so kind filters ride on these (a subject or a period) rather
+        # than on an index of their own.
+        indexes = [
+            models.Index(fields=["media", "seq"]),
+            models.Index(fields=["received_at"], name="tracker_event_received"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.kind}"

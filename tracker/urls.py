@@ -43,7 +43,7 @@ api_urlpatterns = [
 ]
 
 urlpatterns = [
-    *actions_views.urlpatterns,  # before media-detail: /media/new/ is not an item
+    *actions_views.urlpatterns,  # /media/new/ (no item may be called "new": media_register)
     path("", views.media_search, name="media-search"),
     path("media/<str:code>/", views.media_detail, name="media-detail"),
     path("t/", views.tag_landing, name="tag-landing"),

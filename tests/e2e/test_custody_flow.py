@@ -486,7 +486,12 @@ def test_the_custody_flow(flow, archive, site, tmp_path):
 
     checked = verify_export(csv, tmp_path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert f"Export intact: {len(chain)} event(s), seq {first.seq}..{last.seq}" in checked.stdout
+    # The command speaks the site's language (FILMROOM_LANGUAGE_CODE), as the pages do.
+    intact = {
+        "en": f"Export intact: {len(chain)} event(s), seq {first.seq}..{last.seq}",
+        "zh-hans": f"导出文件完好：{len(chain)} 个事件，序号 {first.seq}..{last.seq}",
+    }
+    assert intact[flow.language] in checked.stdout
 
     data = bytearray(csv.read_bytes())
     at = data.index(chain[3].hash.encode()) + 10  # one character of one event's hash
@@ -495,7 +500,7 @@ def test_the_custody_flow(flow, archive, site, tmp_path):
     tampered.write_bytes(bytes(data))
     refused = verify_export(tampered, tmp_path)
     assert refused.returncode == 1, refused.stdout + refused.stderr
-    assert "EXPORT REJECTED" in refused.stderr
+    assert {"en": "EXPORT REJECTED", "zh-hans": "导出文件未通过核验"}[flow.language] in refused.stderr
 
     # 7-9. Every page: no policy violation, no script error, in zh-Hans no English left.
     assert not flow.violations, "Content-Security-Policy violations:\n" + "\n".join(flow.violations)

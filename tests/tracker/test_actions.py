@@ -10,6 +10,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from tests.tracker.form_errors import field_error, invalid_inputs, read, value_of
 from tests.test_translations import chinese_catalogue, chinese_client, english_on, scene  # noqa: F401
 from tracker import services
 from tracker.choices import EventKind, MediaStatus
@@ -433,6 +434,136 @@ def test_a_uid_that_is_not_one_is_refused(page_for, jacket):
     assert page.status_code == 400
     assert 'role="alert"' in page.content.decode()
     assert not TagBinding.objects.exists()
+
+
+# --- a refusal beside the field it concerns -------------------------------------------------------
+
+
+def alert(html: str) -> str:
+    return read(html).text.get("action-error", "").strip()
+
+
+def test_registering_marks_the_field_each_refusal_concerns_and_keeps_what_was_typed(page_for, jacket):
+    staff = page_for("staff")
+    typed = {"code": "FJ-1", "kind": "cd", "home": "FR-A2", "patient_id": "", "description": "Knee"}
+
+    duplicate = staff.post("/media/new/", typed).content.decode()
+    assert field_error(duplicate, "act-code") == "Error: Media FJ-1 is already registered."
+    assert invalid_inputs(duplicate) == ["act-code"]
+    assert "Media FJ-1 is already registered." not in alert(duplicate)  # beside the field only
+    assert "Nothing was changed." in alert(duplicate)
+    assert (value_of(duplicate, "act-code"), value_of(duplicate, "act-kind"),
+            value_of(duplicate, "act-home"), value_of(duplicate, "act-description")) == (
+        "FJ-1", ["cd"], ["FR-A2"], "Knee"
+    )
+
+    cases = [
+        ({"patient_id": "P-404", "code": "FJ-2"}, "act-patient", "No patient has the ID P-404."),
+        ({"home": "NOWHERE", "code": "FJ-2"}, "act-home", "There is no active place with the code NOWHERE."),
+        ({"kind": "scroll", "code": "FJ-2"}, "act-kind", "“scroll” is not a kind of media."),
+        ({"code": "a/b"}, "act-code", "cannot contain a slash"),
+        ({"code": "FJ-2", "description": "x" * 201}, "act-description", "at most 200 characters"),
+    ]
+    for change, input_id, message in cases:
+        html = staff.post("/media/new/", {**typed, **change}).content.decode()
+        assert message in field_error(html, input_id), change
+        assert invalid_inputs(html) == [input_id], change
+    assert value_of(html, "act-description") == "x" * 201
+    assert Media.objects.count() == 1
+
+
+def test_checking_out_marks_the_borrower_the_due_date_or_the_reason_to_jump_the_queue(
+    page_for, cast, jacket
+):
+    staff = page_for("staff")
+    yesterday = (timezone.localdate() - timedelta(days=1)).isoformat()
+
+    past = staff.post("/media/FJ-1/check-out/", {"borrower": "doctor", "due": yesterday}).content.decode()
+    assert field_error(past, "act-due") == "Error: The due date cannot be in the past."
+    assert read(past).attrs["act-due"]["aria-describedby"] == "act-due-hint act-due-error"
+    assert (value_of(past, "act-due"), value_of(past, "act-borrower")) == (yesterday, ["doctor"])
+
+    stranger = staff.post("/media/FJ-1/check-out/", {"borrower": "mallory"}).content.decode()
+    assert "mallory is not an active clinician" in field_error(stranger, "act-borrower")
+    bad_day = staff.post("/media/FJ-1/check-out/", {"borrower": "doctor", "due": "soon"}).content.decode()
+    assert "YYYY-MM-DD" in field_error(bad_day, "act-due")
+    nowhere = staff.post("/media/FJ-1/check-out/", {"borrower": "doctor", "destination": "MOON"})
+    assert "MOON" in field_error(nowhere.content.decode(), "act-destination")
+
+    today = timezone.localdate()
+    queued = services.loan_request_make(
+        requester=cast["doctor"], media=jacket, needed_from=today, needed_until=today, purpose="Board"
+    )
+    services.loan_request_approve(request=queued, actor=cast["staff"])
+    jumped = staff.post("/media/FJ-1/check-out/", {"borrower": "doctor2"}).content.decode()
+    assert "give a reason to lend it out of turn" in field_error(jumped, "act-override")
+    assert read(jumped).attrs["act-override"]["aria-describedby"] == "act-override-hint act-override-error"
+    assert not Loan.objects.exists()
+
+
+def test_an_item_already_on_loan_concerns_no_field_and_stays_in_the_alert(page_for, lent):
+    page = page_for("staff").post("/media/FJ-1/check-out/", {"borrower": "doctor2"})
+
+    html = page.content.decode()
+    assert page.status_code == 409
+    assert "FJ-1 has been on loan to Doctor since" in alert(html)
+    assert read(html).attrs["action-error"]["role"] == "alert"
+    assert invalid_inputs(html) == []
+
+
+def test_return_seen_and_transfer_mark_the_place_or_the_person(page_for, cast, jacket):
+    staff = page_for("staff")
+    unseen = staff.post("/media/FJ-1/seen/", {"place": ""}).content.decode()
+    assert field_error(unseen, "act-place") == "Error: Choose a place."
+
+    to_someone = staff.post("/media/FJ-1/transfer/", {"person": "doctor", "place": "ORTHO"}).content.decode()
+    assert "FJ-1 is not on loan; check it out" in field_error(to_someone, "act-person")
+    assert invalid_inputs(to_someone) == ["act-person"]
+    assert (value_of(to_someone, "act-person"), value_of(to_someone, "act-place")) == (["doctor"], ["ORTHO"])
+
+    nowhere = staff.post("/media/FJ-1/transfer/", {}).content.decode()
+    assert "Say where the item goes" in alert(nowhere) and invalid_inputs(nowhere) == []
+
+    services.media_check_out(media=jacket, borrower=cast["doctor"], actor=cast["staff"])
+    back = staff.post("/media/FJ-1/return/", {"place": "ATTIC"}).content.decode()
+    assert "There is no active place with the code ATTIC." in field_error(back, "act-place")
+    assert read(back).attrs["act-place"]["aria-describedby"] == "act-place-hint act-place-error"
+    assert item("FJ-1").status == MediaStatus.ON_LOAN
+
+
+def test_retiring_marks_the_confirmation_or_the_reason_and_keeps_both(page_for, jacket):
+    staff = page_for("staff")
+
+    unticked = staff.post("/media/FJ-1/retire/", {"reason": "Water damage"}).content.decode()
+    assert "Tick the box to confirm" in field_error(unticked, "act-confirm")
+    assert value_of(unticked, "act-reason") == "Water damage"
+
+    no_reason = staff.post("/media/FJ-1/retire/", {"reason": " ", "confirm": "yes"}).content.decode()
+    assert "Give a reason for retiring FJ-1." in field_error(no_reason, "act-reason")
+    assert value_of(no_reason, "act-confirm") == "checked"
+    assert item("FJ-1").status == MediaStatus.ON_SHELF
+
+
+def test_binding_marks_the_uid_or_its_format_and_unbinding_the_reason(page_for, cast, make_media, jacket):
+    staff = page_for("staff")
+    not_a_uid = staff.post("/media/FJ-1/tag/", {"op": "bind", "uid": "hello", "format": "hex"}).content.decode()
+    assert field_error(not_a_uid, "act-uid") and value_of(not_a_uid, "act-uid") == "hello"
+    assert read(not_a_uid).attrs["act-uid"]["aria-describedby"] == "act-uid-hint act-uid-error"
+
+    bad_format = staff.post("/media/FJ-1/tag/", {"op": "bind", "uid": "04A1", "format": "morse"})
+    assert "Choose the format" in field_error(bad_format.content.decode(), "act-format")
+
+    services.tag_bind(uid="04A1B2C3", media=make_media("FJ-2"), actor=cast["staff"])
+    elsewhere = staff.post("/media/FJ-1/tag/", {"op": "bind", "uid": "04 A1 B2 C3", "format": "hex"})
+    html = elsewhere.content.decode()
+    assert elsewhere.status_code == 409
+    assert "Tag 04A1B2C3 is already on FJ-2" in field_error(html, "act-uid")
+    assert value_of(html, "act-uid") == "04 A1 B2 C3"
+
+    services.tag_bind(uid="04A1B2C4", media=jacket, actor=cast["staff"])
+    unbind = staff.post("/media/FJ-1/tag/", {"op": "unbind", "reason": ""}).content.decode()
+    assert field_error(unbind, "act-reason") == "Error: Give a reason for unbinding the tag."
+    assert not TagBinding.objects.filter(media__code="FJ-2", unbound_at__isnull=False).exists()
 
 
 # --- in Simplified Chinese ------------------------------------------------------------------------

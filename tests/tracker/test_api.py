@@ -547,3 +547,17 @@ def test_a_check_out_for_the_head_of_the_queue_fulfils_the_request(client_for, c
 
     assert response.status_code == 201, response.content
     assert LoanRequest.objects.get(pk=waiting.pk).status == RequestStatus.FULFILLED
+
+
+def test_a_body_of_a_type_no_parser_takes_is_a_documented_415_in_the_error_shape(client_for, places):
+    response = client_for("staff").generic(
+        "POST", "/api/v1/media/", b"code=M-1", content_type="text/plain"
+    )
+    assert response.status_code == 415
+    assert response.json()["error"]["code"] == "unsupported_media_type"
+    assert "text/plain" in response.json()["error"]["message"]
+    schema = client_for("staff").get("/api/schema/?format=json").json()
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            if method in ("post", "put", "patch"):
+                assert "415" in operation["responses"], (method, path)

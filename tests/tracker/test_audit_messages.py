@@ -349,7 +349,8 @@ class Receiver:
     """A syslog collector on loopback (RFC 6587 octet counting, plain or TLS): each finished
     connection's frames go to `connections`."""
 
-    def __init__(self, context: ssl.SSLContext | None = None):
+    def __init__(self, context: ssl.SSLContext | None = None, *, close_notify: bool = True):
+        self.close_notify = close_notify
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.context = context
@@ -366,7 +367,13 @@ class Receiver:
             try:
                 if self.context:
                     connection = self.context.wrap_socket(connection, server_side=True)
-                self.connections.put(self._frames(connection.makefile("rb")))
+                frames = self._frames(connection.makefile("rb"))
+                if self.context and self.close_notify:  # answer close_notify with its own
+                    try:
+                        connection.unwrap()
+                    except OSError:
+                        pass
+                self.connections.put(frames)
             except (OSError, ssl.SSLError) as exc:
                 self.connections.put(exc)
             finally:
@@ -522,6 +529,22 @@ def test_a_repository_that_wants_a_client_certificate_gets_the_configured_one(da
         assert json.loads((tmp_path / "out" / "state.json").read_text())["syslog"] == {}
         settings.AUDIT_REPOSITORY_CERT, settings.AUDIT_REPOSITORY_KEY = str(client_cert), str(client_key)
         assert run("--out", str(tmp_path / "out"))["sent"] == len(receiver.next_connection()) == 7
+    finally:
+        receiver.close()
+
+
+def test_a_tls_repository_that_hangs_up_without_close_notify_is_not_counted_as_delivered(day, tmp_path, settings):
+    """Only its close_notify says it read everything: a connection that just ends is sent again
+    next time (the repository may get a batch twice, never lose one)."""
+    context, ca, _ = self_signed(tmp_path)
+    receiver = Receiver(context, close_notify=False)
+    try:
+        settings.AUDIT_REPOSITORY, settings.AUDIT_REPOSITORY_TLS = f"127.0.0.1:{receiver.port}", True
+        settings.AUDIT_REPOSITORY_CA = str(ca)
+        with pytest.raises(CommandError, match="did not take the messages"):
+            run("--out", str(tmp_path / "out"))
+        assert len(receiver.next_connection()) == 7
+        assert json.loads((tmp_path / "out" / "state.json").read_text())["syslog"] == {}
     finally:
         receiver.close()
 

@@ -96,7 +96,7 @@ def test_a_broken_ledger_is_shown_in_red_naming_the_first_bad_seq(auditor, cast,
     assert 'data-verdict="broken"' in body and "verdict-bad" in body
     assert "The ledger is broken" in body
     assert "First bad event: 3" in body
-    assert "event 3 was altered" in body
+    assert "Event 3 was altered: its hash does not match its content." in body
 
 
 def test_a_range_is_verified_and_recorded(auditor, history):

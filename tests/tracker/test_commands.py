@@ -194,7 +194,7 @@ def test_rebuild_projection_repairs_the_projection_from_the_ledger(day):
     _jacket, disc = day
     Media.objects.filter(pk=disc.pk).update(status=MediaStatus.MISSING, current_location=None)
     out, _err = run("rebuild_projection")
-    assert "Rebuilt the projection from the ledger (1 difference(s) fixed)." in out
+    assert "Rebuilt the projection from the ledger (1 difference fixed)." in out
     disc.refresh_from_db()
     assert (disc.status, disc.current_location) == (MediaStatus.ON_SHELF, disc.home_location)
     run("rebuild_projection", "--check")

@@ -359,6 +359,21 @@ def test_the_pdf_shows_the_events_their_hashes_and_the_range(client_for, history
     assert log.detail["format"] == "pdf" and log.detail["rows"] == len(events)
 
 
+def test_the_pdf_says_what_each_event_did_in_the_readers_words(client_for, history, cast):
+    cast["doctor"].first_name, cast["doctor"].last_name = "Li", "Ming"
+    cast["doctor"].save()
+    english = client_for("auditor").get("/audit/export.pdf?subject_kind=media&subject=FJ-1")
+    text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(english.content)).pages)
+    text = " ".join(text.split())
+    assert "checked out to Li Ming" in text, text[:2000]
+    assert "moved to Orthopaedics (ORTHO)" in text, text[:2000]
+    auditor = client_for("auditor")
+    auditor.cookies["django_language"] = "zh-hans"
+    chinese = auditor.get("/audit/export.pdf?subject_kind=media&subject=FJ-1")
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(chinese.content)).pages)
+    assert "checked out to" not in text and "借给 Li Ming" in text and "转移至" in text, text[:2000]
+
+
 def test_too_many_events_for_a_pdf_is_a_clear_400(client_for, history, monkeypatch):
     monkeypatch.setattr("tracker.exports.writing.PDF_MAX_ROWS", 3)
     response = client_for("auditor").get("/audit/export.pdf?subject_kind=events")

@@ -72,3 +72,15 @@ def test_the_reminder_button_sends_and_says_so(cast, flagged):
     response = client.post(f"/loans/{flagged['FJ-2'].pk}/remind/", follow=True)
     assert "doctor2 has no e-mail address" in response.content.decode()
     assert len(mail.outbox) == 1
+
+
+def test_a_refusal_is_announced_as_an_alert_and_a_success_as_a_status(cast, flagged):
+    """Screen readers interrupt for role="alert" and wait for role="status"."""
+    client = page_client(cast["staff"])
+    refused = client.post(f"/loans/{flagged['FJ-2'].pk}/remind/", follow=True).content.decode()
+    alert = refused[refused.index('role="alert"'):]
+    assert alert.index("doctor2 has no e-mail address") < alert.index("</div>")
+    sent = client.post(f"/loans/{flagged['FJ-1'].pk}/remind/", follow=True).content.decode()
+    status = sent[sent.index('role="status"'):]
+    assert status.index("Reminder about FJ-1 sent") < status.index("</div>")
+    assert 'role="alert"' not in sent

@@ -2,9 +2,13 @@
 sees them through the Django test client."""
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.test import Client
+from django.utils import timezone
 
 from tests.conftest import make_user
+from tests.test_translations import chinese_catalogue, chinese_client, english_on, scene  # noqa: F401
+from tests.tracker.form_errors import field_error, invalid_inputs, read, value_of
 from tracker import services
 from tracker.choices import HandoverStatus
 from tracker.models import CustodyEvent, Handover, Media
@@ -165,3 +169,94 @@ def test_forms_need_csrf(cast, lent):
     assert client.post(f"/handovers/{handover.pk}/accept/").status_code == 403
     assert client.get("/handovers/").content.decode().count("csrfmiddlewaretoken") >= 2
     assert Handover.objects.get().status == HandoverStatus.PENDING
+
+
+# --- a refusal beside the field it concerns -------------------------------------------------------
+
+
+def test_a_refused_offer_marks_the_receiver_or_the_note_and_keeps_what_was_typed(
+    page_for, cast, lent, places
+):
+    doctor = page_for("doctor")
+    cast["doctor2"].is_active = False
+    cast["doctor2"].save()
+    count = CustodyEvent.objects.count()
+
+    nobody = doctor.post("/handovers/new/", {"media": "FJ-1", "to": "", "note": "Ward 3"})
+    assert nobody.status_code == 400
+    html = nobody.content.decode()
+    assert field_error(html, "ho-to") == "Error: Choose the colleague or the place to hand the item to."
+    assert invalid_inputs(html) == ["ho-to"] and value_of(html, "ho-note") == "Ward 3"
+    assert "Nothing was changed." in read(html).text["handover-error"]
+
+    disabled = doctor.post("/handovers/new/", {"media": "FJ-1", "to": "user:doctor2", "note": "x"})
+    assert "Doctor2's account is disabled." in field_error(disabled.content.decode(), "ho-to")
+
+    long_note = doctor.post("/handovers/new/", {"media": "FJ-1", "to": "place:ORTHO", "note": "n" * 301})
+    html = long_note.content.decode()
+    assert "Keep the note under 300 characters." in field_error(html, "ho-note")
+    assert value_of(html, "ho-to") == ["place:ORTHO"] and value_of(html, "ho-note") == "n" * 301
+    assert CustodyEvent.objects.count() == count
+
+
+def test_lending_past_the_queue_asks_the_file_room_for_its_reason_beside_that_field(
+    page_for, cast, lent
+):
+    today = timezone.localdate()
+    queued = services.loan_request_make(
+        requester=cast["doctor2"], media=lent, needed_from=today, needed_until=today, purpose="x"
+    )
+    services.loan_request_approve(request=queued, actor=cast["staff"])
+    third = make_user("doctor3", "clinician")
+
+    by_staff = page_for("staff").post("/handovers/new/", {"media": "FJ-1", "to": "user:doctor3"})
+    by_borrower = page_for("doctor").post("/handovers/new/", {"media": "FJ-1", "to": "user:doctor3"})
+
+    assert by_staff.status_code == by_borrower.status_code == 409
+    assert "FJ-1 is held for Doctor2" in field_error(by_staff.content.decode(), "ho-override")
+    assert "FJ-1 is held for Doctor2" in field_error(by_borrower.content.decode(), "ho-to")
+    assert not Handover.objects.filter(to_holder=third).exists()
+
+
+def test_an_offer_for_no_item_says_so_in_the_alert(page_for, lent):
+    page = page_for("doctor").post("/handovers/new/", {"media": "NOPE", "to": "user:doctor2"})
+
+    assert page.status_code == 400
+    html = page.content.decode()
+    assert "No media has the code NOPE." in read(html).text["handover-error"]
+    assert read(html).attrs["handover-error"]["role"] == "alert" and invalid_inputs(html) == []
+
+
+def test_a_decline_without_a_reason_is_marked_on_its_row(page_for, cast, lent):
+    handover = services.handover_offer(media=lent, actor=cast["doctor"], to_holder=cast["doctor2"])
+
+    page = page_for("doctor2").post(
+        f"/handovers/{handover.pk}/decline/", {"reason": "  ", "next": "/media/FJ-1/"}
+    )
+
+    assert page.status_code == 400
+    html = page.content.decode()
+    assert "Give a reason for declining" in field_error(html, f"decline-{handover.pk}")
+    assert invalid_inputs(html) == [f"decline-{handover.pk}"]
+    assert read(html).attrs["handover-error"]["role"] == "alert"
+    assert Handover.objects.get().status == HandoverStatus.PENDING
+    too_long = page_for("doctor2").post(f"/handovers/{handover.pk}/decline/", {"reason": "r" * 301})
+    assert value_of(too_long.content.decode(), f"decline-{handover.pk}") == "r" * 301
+
+
+@pytest.mark.usefixtures("scene")
+def test_refusals_beside_their_fields_are_in_chinese():
+    doctor = chinese_client(get_user_model().objects.get(username="lidoc"))
+    doctor2 = chinese_client(get_user_model().objects.get(username="chendoc"))
+    pending = Handover.objects.get(status=HandoverStatus.PENDING)
+    services.handover_cancel(handover=pending, actor=pending.offered_by)
+
+    offered = doctor.post("/handovers/new/", {"media": "J-2", "to": ""}).content.decode()
+    services.handover_offer(media=pending.media, actor=pending.offered_by, to_holder=pending.to_holder)
+    again = Handover.objects.get(status=HandoverStatus.PENDING)
+    declined = doctor2.post(f"/handovers/{again.pk}/decline/", {"reason": " "}).content.decode()
+
+    assert field_error(offered, "ho-to") and field_error(declined, f"decline-{again.pk}")
+    english = {name: found for name, html in (("offer", offered), ("decline", declined))
+               if (found := english_on(html))}
+    assert not english, f"English on the Chinese pages: {english}"

@@ -1,12 +1,13 @@
 """Inventories over the API, on the pages and at a reader station in inventory mode: who may do
 what, bulk reads by a station's key, and what the station page says about each read."""
+import re
 import uuid
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
 from django.test import Client
-from django.utils import timezone
+from django.utils import timezone, translation
 from rest_framework.test import APIClient
 
 from tracker import services
@@ -152,6 +153,15 @@ def test_a_read_at_a_station_in_inventory_mode_goes_to_its_inventory_and_says_wh
     services.flag_raise(media=shelf_items["J-2"], kind=FlagKind.INVENTORY_MISSING, actor=cast["staff"])
     found = read(tag(2))
     assert found.outcome == ScanOutcome.WARNING and found.message.startswith("J-2 found: it was flagged missing")
+    # Stored in the site's language; each viewer reads them in theirs.
+    with translation.override("zh-hans"):
+        chinese = [r.get_message_display() for r in (here, elsewhere, unknown, found)]
+    assert chinese[0].startswith("J-1") and "FR-A1" in chinese[0]
+    assert "FR-A2" in chinese[1] and "0A0B0C0D" in chinese[2] and "J-2" in chinese[3]
+    assert not any(english in text for text, english in zip(
+        chinese, ("expected here", "belongs elsewhere", "Unknown tag", "found: it was flagged missing")
+    )), chinese
+    assert all(re.search(r"[\u4e00-\u9fff]", text) for text in chinese), chinese
 
 
 def test_a_station_in_inventory_mode_without_an_open_inventory_refuses_the_read(station, shelf_items):

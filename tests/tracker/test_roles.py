@@ -12,7 +12,9 @@ from django.urls import resolve
 from rest_framework.test import APIClient
 
 from tracker import services
+from tracker.choices import FlagKind
 from tracker.models import CustodyEvent
+from tracker.services.flags import flag_raise
 from tracker.urls import api_urlpatterns
 
 pytestmark = pytest.mark.django_db
@@ -37,7 +39,11 @@ def scene(cast, places, make_media):
     loan = services.media_check_out(media=lent, borrower=cast["doctor"], actor=cast["staff"])
     # An open inventory of a place no item calls home: closing it adds exactly one event.
     inventory = services.inventory_start(scope=places["clinic"], actor=cast["staff"])
-    return {"shelved": shelved, "tagged": tagged, "lent": lent, "loan": loan, "inventory": inventory}
+    flag = flag_raise(media=shelved, kind=FlagKind.NOT_SEEN)
+    return {
+        "shelved": shelved, "tagged": tagged, "lent": lent, "loan": loan, "inventory": inventory,
+        "flag": flag,
+    }
 
 
 # (method, path, body, roles allowed, status when allowed). Paths and bodies may use the scene.
@@ -63,6 +69,7 @@ ENDPOINTS = [
     ("post", "/api/v1/transfers/", {"media": "M-SHELF", "to_location": "ORTHO"}, STAFF, 201),
     ("get", "/api/v1/ledger/verify/", None, AUDIT, 200),
     ("get", "/api/v1/flags/", None, EVERYONE, 200),  # clinicians: flags on their own loans
+    ("post", "/api/v1/flags/{flag}/clear/", {"reason": "On its shelf after all"}, STAFF, 200),
     ("get", "/api/v1/reminders/", None, EVERYONE, 200),
     ("post", "/api/v1/loans/{loan}/remind/", {}, STAFF, 201),
     ("get", "/api/v1/dashboard/", None, READ_ALL, 200),
@@ -105,7 +112,7 @@ def assert_error_shape(response, code):
 def test_it_lets_each_role_do_only_what_the_readme_says(
     client_for, scene, method, path, body, role, expected
 ):
-    path = path.format(loan=scene["loan"].pk, inventory=scene["inventory"].pk)
+    path = path.format(loan=scene["loan"].pk, inventory=scene["inventory"].pk, flag=scene["flag"].pk)
     events_before = CustodyEvent.objects.count()
 
     response = getattr(client_for(role), method)(path, body, format="json")
@@ -134,7 +141,7 @@ OWN_ROLE_TABLES = {  # test_loan_requests_api.py, test_handovers_api.py, test_si
 
 def test_it_covers_every_api_endpoint():
     covered = {
-        resolve(path.format(loan=1, inventory=1)).url_name for _method, path, *_rest in ENDPOINTS
+        resolve(path.format(loan=1, inventory=1, flag=1)).url_name for _method, path, *_rest in ENDPOINTS
     }
 
     assert covered | READER_KEY_ENDPOINTS | OWN_ROLE_TABLES == {p.name for p in api_urlpatterns}, (
@@ -200,7 +207,7 @@ def test_it_keeps_custody_chains_tags_and_the_ledger_from_clinicians(client_for,
 def test_it_refuses_every_write_from_an_auditor(client_for, scene):
     auditor = client_for("auditor")
     writes = [
-        (path.format(loan=scene["loan"].pk, inventory=scene["inventory"].pk), body)
+        (path.format(loan=scene["loan"].pk, inventory=scene["inventory"].pk, flag=scene["flag"].pk), body)
         for method, path, body, *_rest in ENDPOINTS
         if method == "post"
     ]

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from django.urls import path
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import generics, serializers
 from rest_framework.response import Response
 
@@ -42,18 +43,22 @@ def _query_errors(form) -> None:
 PERIOD_PARAMETERS = [
     OpenApiParameter(
         "from", OpenApiTypes.DATE, OpenApiParameter.QUERY,
-        description="First day (local time, included), YYYY-MM-DD.",
+        description=gettext_lazy("First day (local time, included), YYYY-MM-DD."),
     ),
     OpenApiParameter(
         "to", OpenApiTypes.DATE, OpenApiParameter.QUERY,
-        description="Last day (local time, included), YYYY-MM-DD.",
+        description=gettext_lazy("Last day (local time, included), YYYY-MM-DD."),
     ),
 ]
 
 
+@extend_schema(
+    description=gettext_lazy(
+        "The custody events an auditor asks "
+        "for, newest first; each call is recorded."
+    )
+)
 class AuditEventsApi(RoleAPIView, generics.ListAPIView):
-    """The custody events an auditor asks for, newest first; each call is recorded."""
-
     read_roles = AUDIT_ROLES
     serializer_class = EventOut
     queryset = CustodyEvent.objects.none()  # for the schema; list() answers requests
@@ -65,16 +70,16 @@ class AuditEventsApi(RoleAPIView, generics.ListAPIView):
                 "subject_kind", str, OpenApiParameter.QUERY,
                 enum=[AccessSubject.MEDIA, AccessSubject.PATIENT, AccessSubject.BORROWER,
                       AccessSubject.LOCATION, AccessSubject.EVENTS],
-                description="What `subject` names; `events` (or nothing, with no subject) for every event.",
+                description=gettext_lazy("What `subject` names; `events` (or nothing, with no subject) for every event."),
             ),
             OpenApiParameter(
                 "subject", str, OpenApiParameter.QUERY,
-                description="Item code, patient ID, borrower username or location code.",
+                description=gettext_lazy("Item code, patient ID, borrower username or location code."),
             ),
             *PERIOD_PARAMETERS,
             OpenApiParameter(
                 "kinds", str, OpenApiParameter.QUERY, many=True, explode=True,
-                enum=EventKind.values, description="Only these kinds of event (repeat the parameter).",
+                enum=EventKind.values, description=gettext_lazy("Only these kinds of event (repeat the parameter)."),
             ),
         ],
         responses={200: EventOut(many=True), **ERRORS},
@@ -103,9 +108,8 @@ class AccessLogOut(serializers.ModelSerializer):
         fields = ["id", "at", "user", "action", "subject_kind", "subject", "detail", "path"]
 
 
+@extend_schema(description=gettext_lazy("Who viewed, exported or verified what, newest first."))
 class AccessLogApi(RoleAPIView, generics.ListAPIView):
-    """Who viewed, exported or verified what, newest first."""
-
     read_roles = AUDIT_ROLES
     serializer_class = AccessLogOut
     queryset = AccessLog.objects.none()  # for the schema; get_queryset() answers requests
@@ -113,12 +117,12 @@ class AccessLogApi(RoleAPIView, generics.ListAPIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("user", str, OpenApiParameter.QUERY, description="Username."),
+            OpenApiParameter("user", str, OpenApiParameter.QUERY, description=gettext_lazy("Username.")),
             OpenApiParameter("action", str, OpenApiParameter.QUERY, enum=AccessAction.values),
             OpenApiParameter("subject_kind", str, OpenApiParameter.QUERY, enum=AccessSubject.values),
             OpenApiParameter(
                 "subject", str, OpenApiParameter.QUERY,
-                description="Item code, patient ID, username, location code or seq range (any case).",
+                description=gettext_lazy("Item code, patient ID, username, location code or seq range (any case)."),
             ),
             *PERIOD_PARAMETERS,
         ],
@@ -139,28 +143,35 @@ class VerifyIn(serializers.Serializer):
     last = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
 
 
+@extend_schema_serializer(
+    description=gettext_lazy(
+        "A recorded verification: the verdict and "
+        "the access-log row that keeps it."
+    )
+)
 class AuditVerificationOut(serializers.Serializer):
-    """A recorded verification: the verdict and the access-log row that keeps it."""
-
-    id = serializers.IntegerField(help_text="The access-log row that records this verification.")
+    id = serializers.IntegerField(help_text=gettext_lazy("The access-log row that records this verification."))
     at = serializers.DateTimeField()
     user = serializers.CharField()
     scope = serializers.ChoiceField(choices=["ledger", "range"])
     ok = serializers.BooleanField()
     events = serializers.IntegerField()
-    head_hash = serializers.CharField(help_text="Hash of the newest event checked.")
+    head_hash = serializers.CharField(help_text=gettext_lazy("Hash of the newest event checked."))
     first_bad_seq = serializers.IntegerField(allow_null=True)
     reason = serializers.CharField(allow_blank=True)
-    checkpoints_checked = serializers.IntegerField(allow_null=True, help_text="Whole ledger only.")
-    first = serializers.IntegerField(allow_null=True, help_text="Range only.")
-    last = serializers.IntegerField(allow_null=True, help_text="Range only.")
+    checkpoints_checked = serializers.IntegerField(allow_null=True, help_text=gettext_lazy("Whole ledger only."))
+    first = serializers.IntegerField(allow_null=True, help_text=gettext_lazy("Range only."))
+    last = serializers.IntegerField(allow_null=True, help_text=gettext_lazy("Range only."))
     seconds = serializers.FloatField()
 
 
+@extend_schema(
+    description=gettext_lazy(
+        "Verify the whole ledger and its signed checkpoints, or events `first`..`last`; the "
+        "verdict is recorded in the access log and returned."
+    )
+)
 class AuditVerifyApi(RoleAPIView):
-    """Verify the whole ledger and its signed checkpoints, or events `first`..`last`; the
-    verdict is recorded in the access log and returned."""
-
     read_roles = AUDIT_ROLES
     write_roles = AUDIT_ROLES
 

@@ -37,6 +37,7 @@ from .shapes import (
     LoanOut,
     LocationOut,
     MediaOut,
+    ObjectActionApi,
     RoleAPIView,
     TagOut,
     TransferOut,
@@ -126,9 +127,13 @@ class MediaDetailApi(RoleAPIView, generics.RetrieveAPIView):
         return media_or_404(self.kwargs["code"], self.get_queryset())
 
 
+@extend_schema(
+    description=gettext_lazy(
+        "The custody chain of one "
+        "item, newest first (staff, auditors, admins)."
+    )
+)
 class MediaChainApi(RoleAPIView, generics.ListAPIView):
-    """The custody chain of one item, newest first (staff, auditors, admins)."""
-
     serializer_class = EventOut
     queryset = CustodyEvent.objects.none()  # for the schema; get_queryset() answers requests
 
@@ -142,40 +147,38 @@ class MediaChainApi(RoleAPIView, generics.ListAPIView):
         return response
 
 
-class MediaSeenApi(RoleAPIView):
+class MediaSeenApi(ObjectActionApi):
+    output_class = MediaOut
+
     class MediaSeenIn(EventIdIn):
         location = location_field()
 
-    @extend_schema(request=MediaSeenIn, responses={200: MediaOut, **ERRORS})
-    def post(self, request, code):
-        media = media_or_404(code)
-        data = self.MediaSeenIn(data=request.data)
-        data.is_valid(raise_exception=True)
-        media = services.media_seen(
-            media=media,
-            location=data.validated_data["location"],
-            actor=request.user,
-            event_id=data.validated_data["event_id"],
+    input_class = MediaSeenIn
+
+    def find(self, user, code):
+        return media_or_404(code)
+
+    def act(self, media, values, actor):
+        return services.media_seen(
+            media=media, location=values["location"], actor=actor, event_id=values["event_id"]
         )
-        return Response(MediaOut(media).data)
 
 
-class MediaRetireApi(RoleAPIView):
+class MediaRetireApi(ObjectActionApi):
+    output_class = MediaOut
+
     class MediaRetireIn(EventIdIn):
         reason = serializers.CharField(max_length=500)
 
-    @extend_schema(request=MediaRetireIn, responses={200: MediaOut, **ERRORS})
-    def post(self, request, code):
-        media = media_or_404(code)
-        data = self.MediaRetireIn(data=request.data)
-        data.is_valid(raise_exception=True)
-        media = services.media_retire(
-            media=media,
-            reason=data.validated_data["reason"],
-            actor=request.user,
-            event_id=data.validated_data["event_id"],
+    input_class = MediaRetireIn
+
+    def find(self, user, code):
+        return media_or_404(code)
+
+    def act(self, media, values, actor):
+        return services.media_retire(
+            media=media, reason=values["reason"], actor=actor, event_id=values["event_id"]
         )
-        return Response(MediaOut(media).data)
 
 
 # --- locations and tags --------------------------------------------------------------------------
@@ -269,9 +272,10 @@ class LoanFilter(filters.FilterSet):
         fields = ["open", "media", "borrower"]
 
 
+@extend_schema(
+    description=gettext_lazy("Loans; clinicians see only their own.")
+)
 class LoanListApi(RoleAPIView, generics.ListAPIView):
-    """Loans; clinicians see only their own. POST checks an item out."""
-
     read_roles = EVERY_ROLE
     serializer_class = LoanOut
     filterset_class = LoanFilter
@@ -300,7 +304,10 @@ class LoanListApi(RoleAPIView, generics.ListAPIView):
     def get_queryset(self):
         return selectors.loan_list(user=self.request.user)
 
-    @extend_schema(request=CheckOutIn, responses={201: LoanOut, **ERRORS})
+    @extend_schema(
+        description=gettext_lazy("Check an item out to a borrower (file room and admins)."),
+        request=CheckOutIn, responses={201: LoanOut, **ERRORS},
+    )
     def post(self, request):
         data = self.CheckOutIn(data=request.data)
         data.is_valid(raise_exception=True)
@@ -320,9 +327,13 @@ class LoanDetailApi(RoleAPIView, generics.RetrieveAPIView):
         return loan_or_404(self.kwargs["pk"], self.get_queryset())
 
 
+@extend_schema(
+    description=gettext_lazy(
+        "Take a loan's item back; `signature` (a PNG data URL) is the returner's, if they "
+        "sign."
+    )
+)
 class LoanReturnApi(RoleAPIView):
-    """Take a loan's item back; `signature` (a PNG data URL) is the returner's, if they sign."""
-
     class LoanReturnIn(EventIdIn):
         location = location_field(required=False, allow_null=True, default=None)
         signature = signature_field()
@@ -386,9 +397,13 @@ class TransferListApi(RoleAPIView, generics.ListAPIView):
 # --- ledger ------------------------------------------------------------------------------------
 
 
+@extend_schema(
+    description=gettext_lazy(
+        "Recompute the whole chain and "
+        "check it against the signed checkpoints."
+    )
+)
 class LedgerVerifyApi(RoleAPIView):
-    """Recompute the whole chain and check it against the signed checkpoints."""
-
     read_roles = frozenset({Role.AUDITOR, Role.ADMIN})
 
     @extend_schema(

@@ -3,12 +3,14 @@
 - GET /api/v1/flags/?kind=&open=true|false&media=CODE — staff, auditors, admins see all flags;
   a clinician sees the flags on their own loans.
 - GET /api/v1/reminders/?loan=ID — the same rule.
+- POST /api/v1/flags/<id>/clear/ — file room and admins clear a flag by hand, with a reason.
 - POST /api/v1/loans/<id>/remind/ — file room and admins e-mail the borrower now.
 - GET /api/v1/dashboard/ — counts for staff, auditors and admins.
 """
 from __future__ import annotations
 
 from django.urls import path
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -17,10 +19,11 @@ from rest_framework.response import Response
 
 from .. import selectors, services
 from ..choices import FlagKind
+from ..exceptions import UnknownObject
 from ..models import Flag, Reminder
 from ..permissions import EVERY_ROLE, READ_ALL_ROLES
-from ..services.flags import dashboard_counts, flag_list, reminder_list
-from .shapes import ERRORS, EventIdIn, RoleAPIView, loan_or_404
+from ..services.flags import dashboard_counts, flag_clear, flag_list, reminder_list
+from .shapes import ERRORS, EventIdIn, ObjectActionApi, RoleAPIView, loan_or_404
 
 
 class FlagOut(serializers.ModelSerializer):
@@ -67,8 +70,8 @@ class FlagFilter(filters.FilterSet):
         fields = ["kind", "open", "media"]
 
 
+@extend_schema(description=gettext_lazy("Flags, newest first; clinicians see only those on their own loans."))
 class FlagListApi(RoleAPIView, generics.ListAPIView):
-    """Flags, newest first; clinicians see only those on their own loans."""
 
     read_roles = EVERY_ROLE
     serializer_class = FlagOut
@@ -79,8 +82,10 @@ class FlagListApi(RoleAPIView, generics.ListAPIView):
         return flag_list(user=self.request.user)
 
 
+@extend_schema(
+    description=gettext_lazy("Reminders sent, newest first; clinicians see only those about their own loans.")
+)
 class ReminderListApi(RoleAPIView, generics.ListAPIView):
-    """Reminders sent, newest first; clinicians see only those about their own loans."""
 
     read_roles = EVERY_ROLE
     serializer_class = ReminderOut
@@ -91,42 +96,88 @@ class ReminderListApi(RoleAPIView, generics.ListAPIView):
         return reminder_list(user=self.request.user)
 
 
-class LoanRemindApi(RoleAPIView):
-    """E-mail the borrower of an open loan a reminder now (file room and admins)."""
+def flag_or_404(pk: int, user) -> Flag:
+    found = flag_list(user=user).filter(pk=pk).first()
+    if found is None:
+        raise UnknownObject(_("There is no flag %(id)s that you may see.") % {"id": pk}, flag=pk)
+    return found
 
-    @extend_schema(request=EventIdIn, responses={201: ReminderOut, **ERRORS})
-    def post(self, request, pk):
-        loan = loan_or_404(pk, selectors.loan_list(user=request.user))
-        data = EventIdIn(data=request.data)
-        data.is_valid(raise_exception=True)
-        reminder = services.loan_remind(
-            loan=loan, actor=request.user, event_id=data.validated_data["event_id"]
+
+@extend_schema(
+    description=gettext_lazy(
+        "Clear an open flag by hand, saying why (file room and admins): one `flag_cleared` "
+        "event. A flag already cleared (by the sweep or by someone else) is answered as it "
+        "is, with 200 and no new event: whoever asked wanted it cleared, and it is. A retry "
+        "with the same `event_id` answers the same way."
+    )
+)
+class FlagClearApi(ObjectActionApi):
+    output_class = FlagOut
+
+    class FlagClearIn(EventIdIn):
+        reason = serializers.CharField(
+            max_length=300, help_text=gettext_lazy("Why the flag is cleared; kept in the ledger.")
         )
-        return Response(ReminderOut(reminder).data, status=status.HTTP_201_CREATED)
+
+    input_class = FlagClearIn
+
+    def find(self, user, pk):
+        return flag_or_404(pk, user)
+
+    def act(self, flag, values, actor):
+        cleared = flag_clear(
+            flag=flag, actor=actor, reason=values["reason"], event_id=values["event_id"]
+        )
+        # Read back as the list reads it: FlagOut names the borrower and the place.
+        return flag_list(user=actor).get(pk=cleared.pk)
 
 
-COUNT = serializers.IntegerField()
+@extend_schema(
+    description=gettext_lazy("E-mail the borrower of an open loan a reminder now (file room and admins).")
+)
+class LoanRemindApi(ObjectActionApi):
+    output_class = ReminderOut
+    answer_status = status.HTTP_201_CREATED
+
+    def find(self, user, pk):
+        return loan_or_404(pk, selectors.loan_list(user=user))
+
+    def act(self, loan, values, actor):
+        return services.loan_remind(loan=loan, actor=actor, event_id=values["event_id"])
+
+
+def count(text) -> serializers.IntegerField:
+    return serializers.IntegerField(help_text=text)
+
+
+DASHBOARD_COUNTS = {
+    "open_flags": gettext_lazy("Flags not yet cleared, of every kind."),
+    "loans_out": gettext_lazy("Items on loan now."),
+    "loans_overdue": gettext_lazy("Loans past their due date."),
+    "in_transit": gettext_lazy("Items with a courier or on their way."),
+    "missing": gettext_lazy("Items marked missing."),
+    "requests_pending": gettext_lazy("Loan requests waiting for a decision."),
+    "requests_approved": gettext_lazy("Approved loan requests not yet ready for pick-up."),
+    "requests_ready": gettext_lazy("Loan requests ready for pick-up."),
+    "reminders_last_day": gettext_lazy("Reminders sent in the last 24 hours."),
+}
 
 
 class DashboardApi(RoleAPIView):
-    """Counts the file room looks at first."""
-
     read_roles = READ_ALL_ROLES
 
     @extend_schema(
+        description=gettext_lazy("Counts the file room looks at first (file room, auditors, admins)."),
         responses={
             200: inline_serializer(
                 "DashboardCounts",
                 {
-                    "flags": inline_serializer("OpenFlagsByKind", {k: COUNT for k in FlagKind.values}),
-                    **{
-                        name: COUNT for name in (
-                            "open_flags", "loans_out", "loans_overdue", "in_transit", "missing",
-                            "requests_pending", "requests_approved", "requests_ready",
-                            "reminders_last_day",
-                        )
-                    },
-                    "at": serializers.DateTimeField(),
+                    "flags": inline_serializer(
+                        "OpenFlagsByKind",
+                        {k: count(gettext_lazy("Open flags of this kind.")) for k in FlagKind.values},
+                    ),
+                    **{name: count(text) for name, text in DASHBOARD_COUNTS.items()},
+                    "at": serializers.DateTimeField(help_text=gettext_lazy("When the counts were taken.")),
                 },
             ),
             **ERRORS,
@@ -140,6 +191,7 @@ class DashboardApi(RoleAPIView):
 # Mounted under /api/v1/ by tracker/urls.py.
 urlpatterns: list = [
     path("flags/", FlagListApi.as_view(), name="api-flag-list"),
+    path("flags/<int:pk>/clear/", FlagClearApi.as_view(), name="api-flag-clear"),
     path("reminders/", ReminderListApi.as_view(), name="api-reminder-list"),
     path("loans/<int:pk>/remind/", LoanRemindApi.as_view(), name="api-loan-remind"),
     path("dashboard/", DashboardApi.as_view(), name="api-dashboard"),

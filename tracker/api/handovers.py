@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
 from django.urls import path
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
@@ -24,7 +25,7 @@ from ..exceptions import UnknownObject
 from ..models import Handover
 from ..permissions import EVERY_ROLE, READ_ALL_ROLES, has_role
 from ..services.handovers import RECEIVER_ROLES
-from .shapes import ERRORS, EventIdIn, RoleAPIView, location_field, media_field
+from .shapes import ERRORS, EventIdIn, ObjectActionApi, RoleAPIView, location_field, media_field
 
 # Who may give, take, decline or withdraw a hand-over: everyone but auditors (the services say
 # which hand-overs each person may act on).
@@ -90,9 +91,10 @@ class HandoverFilter(filters.FilterSet):
         fields = ["status", "media"]
 
 
+@extend_schema(
+    description=gettext_lazy("Hand-overs, newest first; clinicians see those they give or receive.")
+)
 class HandoverListApi(RoleAPIView, generics.ListAPIView):
-    """Hand-overs, newest first; clinicians see those they give or receive. POST offers one."""
-
     read_roles = EVERY_ROLE
     write_roles = HANDOVER_ROLES
     serializer_class = HandoverOut
@@ -117,7 +119,13 @@ class HandoverListApi(RoleAPIView, generics.ListAPIView):
     def get_queryset(self):
         return handover_list(user=self.request.user)
 
-    @extend_schema(request=OfferIn, responses={201: HandoverOut, **ERRORS})
+    @extend_schema(
+        description=gettext_lazy(
+            "Offer an item on loan to a colleague or a place (its borrower, or staff on their "
+            "behalf); custody moves when the receiver accepts."
+        ),
+        request=OfferIn, responses={201: HandoverOut, **ERRORS},
+    )
     def post(self, request):
         data = self.OfferIn(data=request.data)
         data.is_valid(raise_exception=True)
@@ -143,58 +151,59 @@ class HandoverDetailApi(RoleAPIView, generics.RetrieveAPIView):
         return handover_or_404(self.kwargs["pk"], self.request.user)
 
 
-class HandoverAcceptApi(RoleAPIView):
-    """Take the item: custody moves to the receiver now (the receiver, or staff)."""
-
+@extend_schema(
+    description=gettext_lazy(
+        "Take the item: custody moves to "
+        "the receiver now (the receiver, or staff)."
+    )
+)
+class HandoverAcceptApi(ObjectActionApi):
     write_roles = HANDOVER_ROLES
+    output_class = HandoverOut
 
-    @extend_schema(request=EventIdIn, responses={200: HandoverOut, **ERRORS})
-    def post(self, request, pk):
-        handover = handover_or_404(pk, request.user)
-        data = EventIdIn(data=request.data)
-        data.is_valid(raise_exception=True)
-        accepted = services.handover_accept(
-            handover=handover, actor=request.user, event_id=data.validated_data["event_id"]
-        )
-        return Response(HandoverOut(accepted).data)
+    def find(self, user, pk):
+        return handover_or_404(pk, user)
+
+    def act(self, handover, values, actor):
+        return services.handover_accept(handover=handover, actor=actor, event_id=values["event_id"])
 
 
-class HandoverDeclineApi(RoleAPIView):
-    """Say no, with the reason the giver will read (the receiver, or staff)."""
-
+@extend_schema(
+    description=gettext_lazy(
+        "Say no, with the reason the "
+        "giver will read (the receiver, or staff)."
+    )
+)
+class HandoverDeclineApi(ObjectActionApi):
     write_roles = HANDOVER_ROLES
+    output_class = HandoverOut
 
     class DeclineIn(EventIdIn):
         reason = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
 
-    @extend_schema(request=DeclineIn, responses={200: HandoverOut, **ERRORS})
-    def post(self, request, pk):
-        handover = handover_or_404(pk, request.user)
-        data = self.DeclineIn(data=request.data)
-        data.is_valid(raise_exception=True)
-        declined = services.handover_decline(
-            handover=handover,
-            actor=request.user,
-            reason=data.validated_data["reason"],
-            event_id=data.validated_data["event_id"],
+    input_class = DeclineIn
+
+    def find(self, user, pk):
+        return handover_or_404(pk, user)
+
+    def act(self, handover, values, actor):
+        return services.handover_decline(
+            handover=handover, actor=actor, reason=values["reason"], event_id=values["event_id"]
         )
-        return Response(HandoverOut(declined).data)
 
 
-class HandoverCancelApi(RoleAPIView):
-    """Withdraw a hand-over not yet accepted (whoever gave it, or staff)."""
-
+@extend_schema(
+    description=gettext_lazy("Withdraw a hand-over not yet accepted (whoever gave it, or staff).")
+)
+class HandoverCancelApi(ObjectActionApi):
     write_roles = HANDOVER_ROLES
+    output_class = HandoverOut
 
-    @extend_schema(request=EventIdIn, responses={200: HandoverOut, **ERRORS})
-    def post(self, request, pk):
-        handover = handover_or_404(pk, request.user)
-        data = EventIdIn(data=request.data)
-        data.is_valid(raise_exception=True)
-        cancelled = services.handover_cancel(
-            handover=handover, actor=request.user, event_id=data.validated_data["event_id"]
-        )
-        return Response(HandoverOut(cancelled).data)
+    def find(self, user, pk):
+        return handover_or_404(pk, user)
+
+    def act(self, handover, values, actor):
+        return services.handover_cancel(handover=handover, actor=actor, event_id=values["event_id"])
 
 
 # Mounted under /api/v1/ by tracker/urls.py.

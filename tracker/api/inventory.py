@@ -18,7 +18,7 @@ from ..choices import InventoryStatus, ReaderMode
 from ..exceptions import UnknownObject
 from ..models import InventorySession, ReaderKey
 from ..permissions import LoginSessionAuthentication, RoleRequired
-from .shapes import ERRORS, EventIdIn, RoleAPIView, location_field
+from .shapes import ERRORS, EventIdIn, ObjectActionApi, RoleAPIView, location_field
 from .stations import ReaderKeyAuthentication
 
 # A whole room read at once fits in one request; an agent sends smaller batches anyway.
@@ -31,7 +31,7 @@ class InventoryOut(serializers.ModelSerializer):
     closed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     reads = serializers.IntegerField(source="read_count", read_only=True)
     # Plain text in the schema: an enum named "status" would collide with the media's.
-    status = serializers.CharField(read_only=True, help_text="open, closed or cancelled")
+    status = serializers.CharField(read_only=True, help_text=gettext_lazy("open, closed or cancelled"))
 
     class Meta:
         model = InventorySession
@@ -44,9 +44,9 @@ class InventoryOut(serializers.ModelSerializer):
 class InventoryLineOut(serializers.Serializer):
     code = serializers.CharField()
     uid = serializers.CharField()
-    home = serializers.CharField(help_text="Where the item belongs (its home location's code).")
+    home = serializers.CharField(help_text=gettext_lazy("Where the item belongs (its home location's code)."))
     home_name = serializers.CharField()
-    place = serializers.CharField(help_text="Where the ledger had it before this inventory.")
+    place = serializers.CharField(help_text=gettext_lazy("Where the ledger had it before this inventory."))
 
 
 class InventoryResultOut(serializers.Serializer):
@@ -80,21 +80,28 @@ def inventory_or_404(pk: int) -> InventorySession:
     return session
 
 
+@extend_schema(
+    description=gettext_lazy(
+        "Inventories, newest first; staff start one for a shelf, a room or the whole file "
+        "room."
+    )
+)
 class InventoryListApi(RoleAPIView, generics.ListAPIView):
-    """Inventories, newest first; staff start one for a shelf, a room or the whole file room."""
-
     serializer_class = InventoryOut
     filterset_fields = ["status"]
 
     class InventoryStartIn(EventIdIn):
-        scope = location_field(help_text="The code of the shelf or room to inventory.")
+        scope = location_field(help_text=gettext_lazy("The code of the shelf or room to inventory."))
 
     def get_queryset(self):
         return InventorySession.objects.select_related("scope", "started_by", "closed_by").annotate(
             read_count=Count("reads")
         )
 
-    @extend_schema(request=InventoryStartIn, responses={201: InventoryOut, **ERRORS})
+    @extend_schema(
+        description=gettext_lazy("Start an inventory of a shelf or a room (file room and admins)."),
+        request=InventoryStartIn, responses={201: InventoryOut, **ERRORS},
+    )
     def post(self, request):
         data = self.InventoryStartIn(data=request.data)
         data.is_valid(raise_exception=True)
@@ -126,10 +133,14 @@ class StaffOrItsReader(RoleRequired):
         return super().has_permission(request, view)
 
 
+@extend_schema(
+    description=gettext_lazy(
+        "Post tag reads in bulk. A tag read again is the same read; an unreadable UID is "
+        "refused alone (listed in `refused`). A reader's key reads in its configured UID "
+        "format."
+    )
+)
 class InventoryReadsApi(RoleAPIView):
-    """Post tag reads in bulk. A tag read again is the same read; an unreadable UID is refused
-    alone (listed in `refused`). A reader's key reads in its configured UID format."""
-
     authentication_classes = [LoginSessionAuthentication, ReaderKeyAuthentication]
     permission_classes = [StaffOrItsReader]
 
@@ -143,7 +154,7 @@ class InventoryReadsApi(RoleAPIView):
         added = serializers.IntegerField()
         repeated = serializers.IntegerField()
         refused = serializers.ListField(child=serializers.DictField())
-        reads = serializers.IntegerField(help_text="Tags read in this inventory so far.")
+        reads = serializers.IntegerField(help_text=gettext_lazy("Tags read in this inventory so far."))
 
     @extend_schema(request=ReadsIn, responses={200: ReadsOut, **ERRORS})
     def post(self, request, pk):
@@ -166,34 +177,37 @@ class InventoryReadsApi(RoleAPIView):
         })
 
 
-class InventoryCloseApi(RoleAPIView):
-    """Close an open inventory: flags what is missing, clears what was found (refused twice)."""
+@extend_schema(
+    description=gettext_lazy(
+        "Close an open inventory: flags what is missing, clears what was found (refused "
+        "twice)."
+    )
+)
+class InventoryCloseApi(ObjectActionApi):
+    output_class = InventoryOut
 
-    @extend_schema(request=EventIdIn, responses={200: InventoryOut, **ERRORS})
-    def post(self, request, pk):
-        session = inventory_or_404(pk)
-        data = EventIdIn(data=request.data)
-        data.is_valid(raise_exception=True)
-        session = services.inventory_close(
-            session=session, actor=request.user, event_id=data.validated_data["event_id"]
-        )
-        return Response(InventoryOut(session).data)
+    def find(self, user, pk):
+        return inventory_or_404(pk)
+
+    def act(self, session, values, actor):
+        return services.inventory_close(session=session, actor=actor, event_id=values["event_id"])
 
 
-class InventoryCancelApi(RoleAPIView):
+class InventoryCancelApi(ObjectActionApi):
+    output_class = InventoryOut
+
     class CancelIn(EventIdIn):
         reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=300)
 
-    @extend_schema(request=CancelIn, responses={200: InventoryOut, **ERRORS})
-    def post(self, request, pk):
-        session = inventory_or_404(pk)
-        data = self.CancelIn(data=request.data)
-        data.is_valid(raise_exception=True)
-        session = services.inventory_cancel(
-            session=session, actor=request.user, reason=data.validated_data["reason"],
-            event_id=data.validated_data["event_id"],
+    input_class = CancelIn
+
+    def find(self, user, pk):
+        return inventory_or_404(pk)
+
+    def act(self, session, values, actor):
+        return services.inventory_cancel(
+            session=session, actor=actor, reason=values["reason"], event_id=values["event_id"]
         )
-        return Response(InventoryOut(session).data)
 
 
 # Mounted under /api/v1/ by tracker/urls.py.

@@ -27,6 +27,7 @@ from .shapes import (
     ERRORS,
     EventIdIn,
     LoanOut,
+    ObjectActionApi,
     RoleAPIView,
     loan_or_404,
     location_field,
@@ -64,7 +65,11 @@ class LoanRequestOut(serializers.ModelSerializer):
     destination = serializers.SlugRelatedField(slug_field="code", read_only=True)
     decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     loan = serializers.PrimaryKeyRelatedField(read_only=True)
-    queue_position = serializers.SerializerMethodField()
+    queue_position = serializers.SerializerMethodField(
+        help_text=gettext_lazy(
+            "1 when the item goes to this request next; null when not queued (pending, closed)."
+        )
+    )
 
     class Meta:
         model = LoanRequest
@@ -89,7 +94,6 @@ class LoanRequestOut(serializers.ModelSerializer):
         ]
 
     def get_queue_position(self, request) -> int | None:
-        """1 when the item goes to this request next; null when not queued (pending, closed)."""
         return services.queue_position(request)
 
 
@@ -116,9 +120,10 @@ class LoanRequestFilter(filters.FilterSet):
         )
 
 
+@extend_schema(
+    description=gettext_lazy("Loan requests, oldest first; clinicians see only their own.")
+)
 class LoanRequestListApi(RoleAPIView, generics.ListAPIView):
-    """Loan requests, oldest first; clinicians see only their own. POST makes a request."""
-
     read_roles = EVERY_ROLE
     write_roles = REQUESTER_ROLES
     serializer_class = LoanRequestOut
@@ -158,7 +163,12 @@ class LoanRequestListApi(RoleAPIView, generics.ListAPIView):
     def get_queryset(self):
         return loan_request_list(user=self.request.user)
 
-    @extend_schema(request=LoanRequestIn, responses={201: LoanRequestOut, **ERRORS})
+    @extend_schema(
+        description=gettext_lazy(
+            "Ask the file room for an item, a patient's media or a study's, for dates and a purpose."
+        ),
+        request=LoanRequestIn, responses={201: LoanRequestOut, **ERRORS},
+    )
     def post(self, request):
         data = self.LoanRequestIn(data=request.data)
         data.is_valid(raise_exception=True)
@@ -186,122 +196,127 @@ class LoanRequestDetailApi(RoleAPIView, generics.RetrieveAPIView):
         return loan_request_or_404(self.kwargs["pk"], self.request.user)
 
 
-class LoanRequestApproveApi(RoleAPIView):
-    """Approve a pending request; name the item for a patient or study request."""
+@extend_schema(
+    description=gettext_lazy(
+        "Approve a pending request; name the "
+        "item for a patient or study request."
+    )
+)
+class LoanRequestApproveApi(ObjectActionApi):
+    output_class = LoanRequestOut
 
     class ApproveIn(EventIdIn):
         media = media_field(required=False, allow_null=True, default=None)
 
-    @extend_schema(request=ApproveIn, responses={200: LoanRequestOut, **ERRORS})
-    def post(self, request, pk):
-        loan_request = loan_request_or_404(pk, request.user)
-        data = self.ApproveIn(data=request.data)
-        data.is_valid(raise_exception=True)
-        decided = services.loan_request_approve(
-            request=loan_request,
-            actor=request.user,
-            media=data.validated_data["media"],
-            event_id=data.validated_data["event_id"],
+    input_class = ApproveIn
+
+    def find(self, user, pk):
+        return loan_request_or_404(pk, user)
+
+    def act(self, loan_request, values, actor):
+        return services.loan_request_approve(
+            request=loan_request, actor=actor, media=values["media"], event_id=values["event_id"]
         )
-        return Response(LoanRequestOut(decided).data)
 
 
-class LoanRequestDenyApi(RoleAPIView):
-    """Deny a request, with the reason the requester will read."""
+@extend_schema(
+    description=gettext_lazy("Deny a request, with the reason the requester will read.")
+)
+class LoanRequestDenyApi(ObjectActionApi):
+    output_class = LoanRequestOut
 
     class DenyIn(EventIdIn):
         reason = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
 
-    @extend_schema(request=DenyIn, responses={200: LoanRequestOut, **ERRORS})
-    def post(self, request, pk):
-        loan_request = loan_request_or_404(pk, request.user)
-        data = self.DenyIn(data=request.data)
-        data.is_valid(raise_exception=True)
-        decided = services.loan_request_deny(
-            request=loan_request,
-            actor=request.user,
-            reason=data.validated_data["reason"],
-            event_id=data.validated_data["event_id"],
+    input_class = DenyIn
+
+    def find(self, user, pk):
+        return loan_request_or_404(pk, user)
+
+    def act(self, loan_request, values, actor):
+        return services.loan_request_deny(
+            request=loan_request, actor=actor, reason=values["reason"], event_id=values["event_id"]
         )
-        return Response(LoanRequestOut(decided).data)
 
 
-class LoanRequestReadyApi(RoleAPIView):
-    """The item is pulled and waiting at the desk."""
+@extend_schema(description=gettext_lazy("The item is pulled and waiting at the desk."))
+class LoanRequestReadyApi(ObjectActionApi):
+    output_class = LoanRequestOut
 
-    @extend_schema(request=EventIdIn, responses={200: LoanRequestOut, **ERRORS})
-    def post(self, request, pk):
-        loan_request = loan_request_or_404(pk, request.user)
-        data = EventIdIn(data=request.data)
-        data.is_valid(raise_exception=True)
-        ready = services.loan_request_ready(
-            request=loan_request, actor=request.user, event_id=data.validated_data["event_id"]
+    def find(self, user, pk):
+        return loan_request_or_404(pk, user)
+
+    def act(self, loan_request, values, actor):
+        return services.loan_request_ready(
+            request=loan_request, actor=actor, event_id=values["event_id"]
         )
-        return Response(LoanRequestOut(ready).data)
 
 
-class LoanRequestCancelApi(RoleAPIView):
-    """Withdraw a request (the requester's own; staff any)."""
-
+@extend_schema(description=gettext_lazy("Withdraw a request (the requester's own; staff any)."))
+class LoanRequestCancelApi(ObjectActionApi):
     write_roles = REQUESTER_ROLES
+    output_class = LoanRequestOut
 
-    @extend_schema(request=EventIdIn, responses={200: LoanRequestOut, **ERRORS})
-    def post(self, request, pk):
-        loan_request = loan_request_or_404(pk, request.user)
-        data = EventIdIn(data=request.data)
-        data.is_valid(raise_exception=True)
-        cancelled = services.loan_request_cancel(
-            request=loan_request, actor=request.user, event_id=data.validated_data["event_id"]
+    def find(self, user, pk):
+        return loan_request_or_404(pk, user)
+
+    def act(self, loan_request, values, actor):
+        return services.loan_request_cancel(
+            request=loan_request, actor=actor, event_id=values["event_id"]
         )
-        return Response(LoanRequestOut(cancelled).data)
 
 
-class LoanRequestCheckOutApi(RoleAPIView):
-    """Lend the request's item to its requester, to its destination: the hand-over at the desk
-    (staff). The same as a check-out naming the request. `signature` (a PNG data URL) is the
-    requester's, drawn at the desk."""
+@extend_schema(
+    description=gettext_lazy(
+        "Lend the request's item to its requester, to its destination: the hand-over at the "
+        "desk (staff). The same as a check-out naming the request. `signature` (a PNG data "
+        "URL) is the requester's, drawn at the desk."
+    )
+)
+class LoanRequestCheckOutApi(ObjectActionApi):
+    output_class = LoanOut
+    answer_status = status.HTTP_201_CREATED
 
     class RequestCheckOutIn(EventIdIn):
         signature = signature_field()
         signed_by = signed_by_field()
 
-    @extend_schema(request=RequestCheckOutIn, responses={201: LoanOut, **ERRORS})
-    def post(self, request, pk):
-        loan_request = loan_request_or_404(pk, request.user)
-        data = self.RequestCheckOutIn(data=request.data)
-        data.is_valid(raise_exception=True)
+    input_class = RequestCheckOutIn
+
+    def find(self, user, pk):
+        return loan_request_or_404(pk, user)
+
+    def act(self, loan_request, values, actor):
         if loan_request.media is None:
             raise RequestClosed(
-                _("Request %(id)s has no item yet: approve it with one first.") % {"id": pk},
-                request=pk,
+                _("Request %(id)s has no item yet: approve it with one first.")
+                % {"id": loan_request.pk},
+                request=loan_request.pk,
             )
-        loan = services.media_check_out(
+        return services.media_check_out(
             media=loan_request.media,
             borrower=loan_request.requester,
-            actor=request.user,
+            actor=actor,
             destination=loan_request.destination,
             request=loan_request,
-            event_id=data.validated_data["event_id"],
-            signature=signature_in(data.validated_data["signature"]),
-            signed_by=data.validated_data["signed_by"],
+            event_id=values["event_id"],
+            signature=signature_in(values["signature"]),
+            signed_by=values["signed_by"],
         )
-        return Response(LoanOut(loan).data, status=status.HTTP_201_CREATED)
 
 
-class LoanRenewApi(RoleAPIView):
-    """Renew a loan by one policy period (the borrower, or staff)."""
-
+@extend_schema(
+    description=gettext_lazy("Renew a loan by one policy period (the borrower, or staff).")
+)
+class LoanRenewApi(ObjectActionApi):
     write_roles = REQUESTER_ROLES
+    output_class = LoanRenewalOut
 
-    @extend_schema(request=EventIdIn, responses={200: LoanRenewalOut, **ERRORS})
-    def post(self, request, pk):
-        loan: Loan = loan_or_404(pk, selectors.loan_list(user=request.user))
-        data = EventIdIn(data=request.data)
-        data.is_valid(raise_exception=True)
-        renewed = services.loan_renew(
-            loan=loan, actor=request.user, event_id=data.validated_data["event_id"]
-        )
-        return Response(LoanRenewalOut(renewed).data)
+    def find(self, user, pk) -> Loan:
+        return loan_or_404(pk, selectors.loan_list(user=user))
+
+    def act(self, loan, values, actor):
+        return services.loan_renew(loan=loan, actor=actor, event_id=values["event_id"])
 
 
 # Mounted under /api/v1/ by tracker/urls.py.

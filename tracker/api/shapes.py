@@ -1,9 +1,12 @@
 """The shapes the API speaks: the error body, output serializers, input fields, the role-checked
-base view and look-ups that answer 404 in words a person can act on."""
+base views and look-ups that answer 404 in words a person can act on."""
 from django.contrib.auth import get_user_model
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import inline_serializer
-from rest_framework import serializers
+from rest_framework import serializers, status
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ..exceptions import UnknownObject
@@ -177,12 +180,51 @@ class EventIdIn(serializers.Serializer):
     event_id = serializers.UUIDField(required=False, allow_null=True, default=None)
 
 
+# --- actions on one thing named in the address ---------------------------------------------------
+
+
+class ObjectActionSchema(AutoSchema):
+    """Documents an ObjectActionApi from its own attributes, so an endpoint names its input and
+    its answer once."""
+
+    def get_request_serializer(self):
+        return self.view.input_class
+
+    def get_response_serializers(self):
+        return {self.view.answer_status: self.view.output_class, **ERRORS}
+
+
+class ObjectActionApi(RoleAPIView):
+    # A POST that acts on one thing named in the address: find it (404 when the person may not
+    # see it), validate `input_class`, call one service in act(), answer `output_class`.
+    # (A comment, not a docstring: the schema would show a docstring as the description of every
+    # action that has none of its own.)
+    schema = ObjectActionSchema()
+    input_class: type[serializers.Serializer] = EventIdIn
+    output_class: type[serializers.Serializer]
+    answer_status = status.HTTP_200_OK
+
+    def find(self, user, **address):
+        raise NotImplementedError
+
+    def act(self, found, values: dict, actor):
+        raise NotImplementedError
+
+    def post(self, request, **address):
+        found = self.find(request.user, **address)
+        data = self.input_class(data=request.data)
+        data.is_valid(raise_exception=True)
+        done = self.act(found, data.validated_data, actor=request.user)
+        return Response(self.output_class(done).data, status=self.answer_status)
+
+
 
 _ERROR_TEXTS = {
-    "400": "The request is malformed or a value is not allowed; the message says which.",
-    "401": "Not logged in (the API uses the login session; reader stations use their key).",
-    "403": "Logged in, but this role may not do this.",
-    "404": "Nothing with that key, or nothing this person may see.",
+    "400": gettext_lazy("The request is malformed or a value is not allowed; the message says which."),
+    "401": gettext_lazy("Not logged in (the API uses the login session; reader stations use their key)."),
+    "403": gettext_lazy("Logged in, but this role may not do this."),
+    "404": gettext_lazy("Nothing with that key, or nothing this person may see."),
+    "415": gettext_lazy("The body is not JSON, a form or multipart: say which in Content-Type."),
 }
 
 
@@ -190,8 +232,9 @@ def document_errors(result: dict, generator, request, public) -> dict:
     """drf-spectacular postprocessing hook: every operation can answer with the one error shape
     `{"error": {"code", "message"}}` — 401 and 403 anywhere (every endpoint needs a login or a
     reader key), 404 where the address names something, 400 where there are path or query
-    parameters or a body to get wrong (a value the database refuses, such as a NUL character). Adds those an operation's own declaration leaves out, so the schema
-    documents every answer (schemathesis checks it)."""
+    parameters or a body to get wrong (a value the database refuses, such as a NUL character),
+    415 where a body is read (a Content-Type no parser takes). Adds those an operation's own
+    declaration leaves out, so the schema documents every answer (schemathesis checks it)."""
     error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     assert "Error" in result.get("components", {}).get("schemas", {}), "the Error component is missing"
     for path, operations in result.get("paths", {}).items():
@@ -205,7 +248,9 @@ def document_errors(result: dict, generator, request, public) -> dict:
                 p.get("in") == "query" for p in operation.get("parameters", [])
             ):
                 wanted.append("400")
+            if method in {"post", "put", "patch"}:  # a body of a type no parser takes
+                wanted.append("415")
             responses = operation.setdefault("responses", {})
             for code in wanted:
-                responses.setdefault(code, {"description": _ERROR_TEXTS[code], **error})
+                responses.setdefault(code, {"description": str(_ERROR_TEXTS[code]), **error})
     return result

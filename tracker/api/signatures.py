@@ -78,10 +78,13 @@ def signature_out(signature: Signature) -> dict:
     }
 
 
+@extend_schema(
+    description=gettext_lazy(
+        "Sign a check-out or return after the fact (a station read): the borrower signs on "
+        "the tablet after the tap. One signature per event; staff only."
+    )
+)
 class SignatureAddApi(RoleAPIView):
-    """Sign a check-out or return after the fact (a station read): the borrower signs on the
-    tablet after the tap. One signature per event; staff only."""
-
     class SignatureIn(EventIdIn):
         event_seq = serializers.IntegerField(min_value=1)
         signature = serializers.CharField()
@@ -102,9 +105,13 @@ class SignatureAddApi(RoleAPIView):
         return Response(signature_out(signature), status=status.HTTP_201_CREATED)
 
 
+@extend_schema(
+    description=gettext_lazy(
+        "Who signed an event, the image's "
+        "SHA-256, and whether the image is intact."
+    )
+)
 class SignatureDetailApi(RoleAPIView):
-    """Who signed an event, the image's SHA-256, and whether the image is intact."""
-
     read_roles = EVERY_ROLE
 
     @extend_schema(responses={200: SignatureOut, **ERRORS})

@@ -112,13 +112,13 @@ class ScanIn(serializers.Serializer):
 
 
 class ScanBatchIn(serializers.Serializer):
-    reader = serializers.CharField(required=False, help_text="Must be the key's own reader, if given.")
+    reader = serializers.CharField(required=False, help_text=gettext_lazy("Must be the key's own reader, if given."))
     scans = serializers.ListField(child=serializers.DictField(), allow_empty=False)
 
 
 class ScanResultOut(serializers.Serializer):
     event_id = serializers.CharField()
-    stored = serializers.BooleanField(help_text="The server holds this read; the agent may forget it.")
+    stored = serializers.BooleanField(help_text=gettext_lazy("The server holds this read; the agent may forget it."))
     status = serializers.IntegerField()
     outcome = serializers.CharField(required=False)
     code = serializers.CharField()
@@ -133,9 +133,13 @@ class ScanBatchOut(serializers.Serializer):
     results = ScanResultOut(many=True)
 
 
+@extend_schema(
+    description=gettext_lazy(
+        "A reader station delivers a batch of reads (up to 500). Each read is idempotent by its "
+        "event_id; each gets its own result, and a bad read never stops the rest of the batch."
+    )
+)
 class ScanIngestApi(APIView):
-    """A reader station delivers a batch of reads (up to 500). Each read is idempotent by its
-    event_id; each gets its own result, and a bad read never stops the rest of the batch."""
 
     authentication_classes = [ReaderKeyAuthentication]
     permission_classes = [IsReader]
@@ -211,5 +215,5 @@ class ReaderKeyScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         return {"type": "apiKey", "in": "header", "name": "Authorization",
-                "description": "`Api-Key <key>` as printed by `manage.py register_reader`."}
+                "description": str(gettext_lazy("`Api-Key <key>` as printed by `manage.py register_reader`."))}
 

@@ -306,22 +306,23 @@ def build_pdf(export: Export) -> tuple[bytes, Range]:
         document.paragraph(checkpoint.note.strip(), size=7)
     document.heading(_("Events"))
     columns = [
-        Column(str(COLUMN_TITLES["seq"]), 0.6),
-        Column(str(COLUMN_TITLES["received_local"]), 1.4),
-        Column(str(COLUMN_TITLES["kind_label"]), 1.3),
-        Column(str(COLUMN_TITLES["media_code"]), 1.1),
-        Column(str(COLUMN_TITLES["from_location_code"]), 0.9),
-        Column(str(COLUMN_TITLES["to_location_code"]), 0.9),
-        Column(str(COLUMN_TITLES["holder_username"]), 1.0),
-        Column(str(COLUMN_TITLES["actor_username"]), 1.0),
-        Column(str(COLUMN_TITLES["hash"]), 2.6),
+        Column(str(COLUMN_TITLES["seq"]), 0.5),
+        Column(str(COLUMN_TITLES["received_local"]), 1.1),
+        Column(str(COLUMN_TITLES["kind_label"]), 2.6),
+        Column(str(COLUMN_TITLES["media_code"]), 0.9),
+        Column(str(COLUMN_TITLES["from_location_code"]), 0.8),
+        Column(str(COLUMN_TITLES["to_location_code"]), 0.8),
+        Column(str(COLUMN_TITLES["actor_username"]), 0.9),
+        Column(str(COLUMN_TITLES["hash"]), 2.2),
     ]
+    described = _described(int(row["seq"]) for row in rows)
     document.table(
         columns,
         [
             [
-                row["seq"], row["received_local"], row["kind_label"], row["media_code"],
-                row["from_location_code"], row["to_location_code"], row["holder_username"],
+                row["seq"], row["received_local"],
+                paragraph("\n".join([row["kind_label"], *described.get(int(row["seq"]), [])]), size=7),
+                row["media_code"], row["from_location_code"], row["to_location_code"],
                 row["actor_username"], paragraph(row["hash"], size=6),
             ]
             for row in rows
@@ -330,6 +331,21 @@ def build_pdf(export: Export) -> tuple[bytes, Range]:
     if not rows:
         document.paragraph(_("No events match these filters."))
     return document.render(), found
+
+
+def _described(seqs: Iterable[int]) -> dict[int, list[str]]:
+    """What each event did, in the reader's words (tracker.event_text.describe: the sentence the
+    chain pages show, with the holder by name), for the PDF's rows; the CSV keeps the payload."""
+    from ..event_text import describe
+
+    wanted = list(seqs)
+    found = {}
+    for start in range(0, len(wanted), 900):
+        events = CustodyEvent.objects.filter(seq__in=wanted[start:start + 900]).select_related(
+            "media", "holder", "actor", "from_location", "to_location"
+        )
+        found.update({event.seq: describe(event) for event in events})
+    return found
 
 
 def _seq_hash(seq, hash_: str) -> str:

@@ -73,6 +73,29 @@ from .checkpoints import parse_checkpoint, signing_key
 from .rows import SQLiteColumns, ledger_rows, rows_in, walk_columns
 
 
+# Why a verification failed, by code: the English sentence is what verify_ledger --json and the
+# API give (a contract); a recorded verification keeps the code and its values too, and pages say
+# it in the reader's language (tracker.audit.reason_text).
+REASONS = {
+    "gap": "event {seq} is missing or out of order (found {found})",
+    "unlinked": "event {seq} does not link to the hash of event {before}",
+    "link_missing": "event {before}, which event {seq} links to, is missing",
+    "unreadable": "event {seq} cannot be read: {error}",
+    "altered": "event {seq} was altered: its hash does not match its content",
+    "checkpoint_untrusted": "checkpoint cannot be trusted: {error}",
+    "checkpoint_ahead": "a signed checkpoint covers {size} events but the ledger holds {events}",
+    "rewritten": (
+        "events {first}..{size} were rewritten: the chain hash at {size} differs from the signed "
+        "checkpoint"
+    ),
+}
+
+
+def reason_sentence(code: str, params: dict) -> str:
+    """The English sentence for a failure's code and values (None reads "none")."""
+    return REASONS[code].format(**{k: "none" if v is None else v for k, v in params.items()})
+
+
 @dataclass
 class Verification:
     ok: bool = True
@@ -82,9 +105,14 @@ class Verification:
     reason: str = ""
     checkpoints: int = 0
     hash_at: dict = field(default_factory=dict, repr=False)
+    reason_code: str = ""
+    reason_params: dict = field(default_factory=dict, repr=False)
 
-    def fail(self, seq: int, reason: str) -> Verification:
-        self.ok, self.first_bad_seq, self.reason = False, seq, reason
+    def fail(self, seq: int, code: str, /, **params) -> Verification:
+        """Record the first bad seq and why (a REASONS code and the values its sentence names)."""
+        self.ok, self.first_bad_seq = False, seq
+        self.reason_code, self.reason_params = code, params
+        self.reason = reason_sentence(code, params)
         return self
 
     def as_dict(self) -> dict:
@@ -114,12 +142,12 @@ VERIFY_WORKERS = min(4, os.cpu_count() or 1)
 ODD_RUN_GAP = 2000  # odd rows closer than this are read through the ORM in one query
 
 
-def _gap(position: int, found) -> str:
-    return f"event {position} is missing or out of order (found {found})"
+def _gap(result: Verification, position: int, found) -> Verification:
+    return result.fail(position, "gap", seq=position, found=found)
 
 
-def _unlinked(seq: int) -> str:
-    return f"event {seq} does not link to the hash of event {seq - 1}"
+def _unlinked(result: Verification, seq: int) -> Verification:
+    return result.fail(seq, "unlinked", seq=seq, before=seq - 1)
 
 
 class _Unusable(Exception):
@@ -149,18 +177,18 @@ class _Chain:
         for row in rows:
             seq = row["seq"]
             if seq != expected:
-                result.fail(expected, _gap(expected, seq))
+                _gap(result, expected, seq)
                 return False
             if row["prev_hash"] != prev:
-                result.fail(seq, _unlinked(seq))
+                _unlinked(result, seq)
                 return False
             try:
                 digest = sha256(prev_digest + body_json(row)).digest()
             except (TypeError, ValueError, InvalidRequest, rfc8785.CanonicalizationError) as exc:
-                result.fail(seq, f"event {seq} cannot be read: {exc}")
+                result.fail(seq, "unreadable", seq=seq, error=str(exc))
                 return False
             if digest.hex() != row["hash"]:
-                result.fail(seq, f"event {seq} was altered: its hash does not match its content")
+                result.fail(seq, "altered", seq=seq)
                 return False
             prev, prev_digest = row["hash"], digest
             if seq in wanted:
@@ -210,8 +238,10 @@ class _Chain:
         if not self.judge_odd([o for o in scan.odd if limit is None or o[0] < limit]):
             return False
         if failure is not None:
-            reason = _gap(failure[1], failure[2]) if failure[0] == "gap" else _unlinked(failure[1])
-            self.result.fail(failure[1], reason)
+            if failure[0] == "gap":
+                _gap(self.result, failure[1], failure[2])
+            else:
+                _unlinked(self.result, failure[1])
             return False
         self.result.hash_at.update(scan.hash_at)
         self.expected, self.prev = scan.expected, scan.prev_hash
@@ -350,7 +380,7 @@ class _SQLiteLedger:
             failure = tuple(result["failure"]) if result["failure"] else None
             missing_first = failure is not None and failure[:2] == ("gap", first)
             if not missing_first and result["first_prev"] != chain.prev:
-                chain.result.fail(first, _unlinked(first))
+                _unlinked(chain.result, first)
                 return True
             scan = stored.Scan(
                 last + 1 if failure is None else failure[1],
@@ -433,7 +463,7 @@ class _PostgresLedger:
             if not chain.judge_odd([(seq, before[seq - 1]) for seq in odd]):
                 return True
         if gap:
-            chain.result.fail(gap[0], _gap(*gap))
+            _gap(chain.result, *gap)
             return True
         wanted = [s for s in chain.wanted if 1 <= s <= highest]
         hashes = dict(
@@ -573,7 +603,7 @@ def verify_ledger(
             parsed.append(parse_checkpoint(note, key))
         except ValueError as exc:
             result = Verification()
-            return result.fail(1, f"checkpoint cannot be trusted: {exc}")
+            return result.fail(1, "checkpoint_untrusted", error=str(exc))
     chain = _Chain(remember=[size for size, _h in parsed])
     chain.walk_table(exact=exact)
     result = chain.verdict()
@@ -583,15 +613,10 @@ def verify_ledger(
     for size, expected_hash in sorted(parsed):
         if size > result.events:
             return result.fail(
-                result.events + 1,
-                f"a signed checkpoint covers {size} events but the ledger holds {result.events}",
+                result.events + 1, "checkpoint_ahead", size=size, events=result.events
             )
         if size and result.hash_at.get(size) != expected_hash:
-            return result.fail(
-                previous_good + 1,
-                f"events {previous_good + 1}..{size} were rewritten: "
-                f"the chain hash at {size} differs from the signed checkpoint",
-            )
+            return result.fail(previous_good + 1, "rewritten", first=previous_good + 1, size=size)
         previous_good = size
         result.checkpoints += 1
     return result

@@ -136,10 +136,12 @@ def media_register(
     device: ReaderDevice | None = None,
     event_id=None,
 ) -> Media:
-    """Register a jacket, disc or stick on its home shelf."""
+    """Register a jacket, disc or stick on its home shelf. The code is the item's name in every
+    address (/media/CODE/, /api/v1/media/CODE/, the QR on its label), so it must be one path
+    segment: at most 32 characters, no slash, backslash or control character, not "." or ".."
+    (browsers fold those away), and not a word the site uses for its own pages ("new")."""
     code = (code or "").strip()
-    if not code:
-        raise InvalidRequest(_("A media code is required."))
+    _media_code_checked(code)
     if kind not in MediaKind.values:
         raise InvalidRequest(_("“%(kind)s” is not a kind of media.") % {"kind": kind})
     prior_media = Media.objects.filter(code=code).first()
@@ -162,6 +164,31 @@ def media_register(
     _record(request, payload={"code": code, "kind": kind, "home_location": home_location.code})
     media.refresh_from_db()
     return media
+
+
+# Item addresses the site keeps for its own pages: /media/new/ registers an item.
+RESERVED_CODES = frozenset({"new"})
+CODE_MAX_LENGTH = 32
+
+
+def _media_code_checked(code: str) -> None:
+    if not code:
+        raise InvalidRequest(_("A media code is required."))
+    if len(code) > CODE_MAX_LENGTH:
+        raise InvalidRequest(
+            _("A media code has at most %(max)d characters; “%(code)s” has %(length)d.")
+            % {"max": CODE_MAX_LENGTH, "code": code, "length": len(code)}
+        )
+    if any(c in "/\\" or not c.isprintable() for c in code) or code in {".", ".."}:
+        raise InvalidRequest(
+            _("A media code cannot contain a slash, a backslash or a control character, "
+              "nor be “.” or “..”: it is part of the item's address.")
+        )
+    if code.casefold() in RESERVED_CODES:
+        raise InvalidRequest(
+            _("“%(code)s” is kept for the site's own pages; choose another media code.")
+            % {"code": code}
+        )
 
 
 def _canonical_uid(uid: str) -> str:

@@ -32,7 +32,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
@@ -40,7 +40,7 @@ from .. import ledger, projection
 from ..choices import EventKind, FlagKind, MediaStatus, RequestStatus
 from ..exceptions import InvalidRequest, NotOnLoan
 from ..ledger import EventRequest
-from ..models import CustodyEvent, Flag, Loan, LoanRequest, Media, Reminder
+from ..models import CustodyEvent, Flag, Loan, LoanRequest, Media, Preference, Reminder
 from ..permissions import READ_ALL_ROLES, has_role
 from .custody import User, _record
 
@@ -433,19 +433,21 @@ def _remind(
 
 def _send_reminder(*, loan: Loan, media: Media, to: str, now: datetime) -> None:
     """The mail names the item by its code and kind, never the patient (it may be read by anyone
-    with access to the mailbox)."""
+    with access to the mailbox). It is written in the borrower's language, else the site's."""
     due = timezone.localtime(loan.due_at).strftime("%Y-%m-%d")
     overdue = loan.due_at < now
-    subject = (
-        _("Overdue: %(kind)s %(code)s was due back on %(due)s")
-        if overdue else _("Reminder: %(kind)s %(code)s is due back on %(due)s")
-    ) % {"kind": media.get_kind_display().lower(), "code": media.code, "due": due}
-    body = _(
-        "You borrowed %(kind)s %(code)s from the file room; it is due back on %(due)s.\n\n"
-        "Please bring it back to the file room, renew the loan if you still need it, or hand it "
-        "over to a colleague through Filmroom so the custody record stays right.\n\n"
-        "This message was sent by Filmroom for the file room."
-    ) % {"kind": media.get_kind_display().lower(), "code": media.code, "due": due}
+    with translation.override(Preference.language_of(loan.borrower) or settings.LANGUAGE_CODE):
+        names = {"kind": media.get_kind_display().lower(), "code": media.code, "due": due}
+        subject = (
+            _("Overdue: %(kind)s %(code)s was due back on %(due)s")
+            if overdue else _("Reminder: %(kind)s %(code)s is due back on %(due)s")
+        ) % names
+        body = _(
+            "You borrowed %(kind)s %(code)s from the file room; it is due back on %(due)s.\n\n"
+            "Please bring it back to the file room, renew the loan if you still need it, or hand it "
+            "over to a colleague through Filmroom so the custody record stays right.\n\n"
+            "This message was sent by Filmroom for the file room."
+        ) % names
     send_mail(subject, body, None, [to])
 
 

@@ -35,6 +35,7 @@ from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from .. import ledger, projection
 from ..choices import EventKind, FlagKind, InventoryStatus, MediaStatus, ReaderMode, ScanOutcome, UidFormat
@@ -441,22 +442,22 @@ def inventory_station_read(record: ScanRecord, *, device: ReaderDevice, media: M
     names = {"id": session.pk, "uid": record.uid}
     if media is None:
         record.outcome = ScanOutcome.UNKNOWN_TAG
-        record.message = _("Unknown tag %(uid)s: bound to no item (listed as unknown in inventory %(id)s).") % names
+        record.say(gettext_noop("Unknown tag %(uid)s: bound to no item (listed as unknown in inventory %(id)s)."), **names)
         return
     home = Location.objects.only("code", "name").get(pk=media.home_location_id)
     names.update(code=media.code, home=home.code, home_name=home.name)
     if media.status == MediaStatus.RETIRED:
         record.outcome = ScanOutcome.WARNING
-        record.message = _("%(code)s is retired: take it off the shelf.") % names
+        record.say(gettext_noop("%(code)s is retired: take it off the shelf."), **names)
     elif media.status == MediaStatus.MISSING or Flag.objects.filter(
         media_id=media.pk, kind__in=MISSING_FLAG_KINDS, cleared_at__isnull=True
     ).exists():
         record.outcome = ScanOutcome.WARNING
-        record.message = _("%(code)s found: it was flagged missing (home %(home)s). Closing the "
-                           "inventory clears the flag.") % names
+        record.say(gettext_noop("%(code)s found: it was flagged missing (home %(home)s). Closing the "
+                                "inventory clears the flag."), **names)
     elif media.home_location_id in places_within(session.scope):
         record.outcome = ScanOutcome.OK
-        record.message = _("%(code)s expected here (home %(home)s).") % names
+        record.say(gettext_noop("%(code)s expected here (home %(home)s)."), **names)
     else:
         record.outcome = ScanOutcome.WARNING
-        record.message = _("%(code)s belongs elsewhere: %(home)s %(home_name)s.") % names
+        record.say(gettext_noop("%(code)s belongs elsewhere: %(home)s %(home_name)s."), **names)

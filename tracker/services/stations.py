@@ -11,8 +11,9 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from .. import ledger, projection
 from ..choices import EventKind, MediaStatus, ReaderMode, ScanOutcome, TagTechnology
@@ -32,6 +33,7 @@ from ..models import (
     CustodyEvent,
     Handover,
     Loan,
+    LoanRequest,
     Location,
     Media,
     ReaderDevice,
@@ -39,6 +41,7 @@ from ..models import (
     Tag,
     TagBinding,
     Transfer,
+    message_text,
 )
 from ..tags import (
     SunError,
@@ -157,15 +160,117 @@ def _scan_record_once(*, device, event_id, raw_uid, read_at, counter, actor=None
     ledger.vouch_new(event_id)
     try:
         if unreadable is not None:
-            raise InvalidRequest(_("Unreadable tag: %(reason)s") % {"reason": unreadable})
+            problem = _uid_problem(record.raw_uid, device.uid_format)
+            raise _refused(InvalidRequest, UNREADABLE, reason=problem)
         # Domain errors here are raised before anything is written, or inside a service's own
         # savepoint, so the refused read is recorded alone.
         _scan_meaning(record, device=device, found=found, actor=actor)
     except DomainError as error:
         record.outcome = ScanOutcome.UNKNOWN_TAG if isinstance(error, UnknownTag) else ScanOutcome.ERROR
-        record.code, record.message = error.code, error.message[:300]
+        record.code = error.code
+        _say_refusal(record, error, device=device, media_id=found.media_id)
     record.save()
     return record, False
+
+
+# --- what a station says -----------------------------------------------------------------------
+# A scan keeps the msgid and arguments of its message (ScanRecord.say), so the station page shows
+# it in the language of whoever reads it. Refusals raised here carry theirs; the services' usual
+# refusals at a station are mapped back to theirs (the same msgids as the services raise).
+
+UNREADABLE = gettext_noop("Unreadable tag: %(reason)s")
+TAG_UNBOUND = gettext_noop(
+    "Tag %(uid)s is not bound to any media. Bind it to a jacket or disc first."
+)
+SEEN = gettext_noop("%(code)s seen at %(place)s")
+BADGE_BORROWER = gettext_noop("Borrower for the next check-outs: %(name)s")
+HANDED_OVER = gettext_noop("%(code)s handed over to %(receiver)s")
+ALREADY_IN = gettext_noop("%(code)s is already checked in (on the shelf at %(place)s).")
+CHECKED_IN = gettext_noop("%(code)s checked in at %(place)s")
+CHECKED_OUT = gettext_noop("%(code)s checked out to %(name)s, due %(due)s")
+TRANSFERRED = gettext_noop("%(code)s transferred")
+CHOOSE_DESTINATION = gettext_noop("Choose where the items go on the station page first.")
+CHOOSE_BORROWER = gettext_noop("Choose the borrower on the station page or tap their badge first.")
+BORROWER_EXPIRED = gettext_noop(
+    "The borrower chosen earlier (%(name)s) has expired. Choose the borrower again or tap their badge."
+)
+# Raised by the custody and loan-request services (custody.py, loan_requests.py).
+RETIRED = gettext_noop("%(code)s is retired and cannot be moved.")
+ON_LOAN_TO = gettext_noop("%(code)s has been on loan to %(name)s since %(since)s.")
+ON_LOAN = gettext_noop("%(code)s is already on loan.")
+RETURN_ON_SHELF = gettext_noop("%(code)s is not on loan: it is already on the shelf at %(place)s.")
+TRANSFER_NOT_ON_LOAN = gettext_noop("%(code)s is not on loan; check it out to give it to someone.")
+HELD_FOR = gettext_noop(
+    "%(code)s is held for %(name)s (request %(id)s, waiting since %(since)s). "
+    "Lend it to them, or give a reason to lend it out of turn."
+)
+MAPPED_REFUSALS = {"media_retired", "already_on_loan", "not_on_loan", "queue_ahead"}
+
+
+def _refused(
+    error_class: type[DomainError], msgid: str, /, details: dict | None = None, **args
+) -> DomainError:
+    """A refusal worded here, in the active language, that remembers its msgid and arguments
+    (`details` go to the API's error body as usual)."""
+    source = {"msgid": msgid, "args": args}
+    error = error_class(message_text(source, untranslated=True) or msgid, **(details or {}))
+    error.message_source = source
+    return error
+
+
+def _uid_problem(raw_uid: str, uid_format: str) -> dict:
+    """Why the reader's output is no UID, in every language of the site (tags.py words it)."""
+    texts = {}
+    for language, _label in settings.LANGUAGES:
+        with translation.override(language):
+            try:
+                normalise_uid(raw_uid, fmt=uid_format)
+            except UidError as problem:
+                texts[language] = str(problem)
+    return {"texts": texts}
+
+
+def _say_refusal(
+    record: ScanRecord, error: DomainError, *, device: ReaderDevice, media_id: int | None
+) -> None:
+    source = getattr(error, "message_source", None)
+    source = source or _service_refusal(error, device=device, media_id=media_id)
+    if source is None:  # worded by a service in the language of the moment: kept as it is
+        record.message = error.message[:300]
+    else:
+        record.say(source["msgid"], **source["args"])
+
+
+def _service_refusal(
+    error: DomainError, *, device: ReaderDevice, media_id: int | None
+) -> dict | None:
+    """The msgid and arguments of a refusal the services raise most at stations, or None. Runs
+    only for a refused read, after the service's savepoint rolled back."""
+    if isinstance(error, UnknownTag) and "uid" in error.details:
+        return {"msgid": TAG_UNBOUND, "args": {"uid": error.details["uid"]}}
+    if media_id is None or error.code not in MAPPED_REFUSALS:
+        return None
+    media = Media.objects.select_related("current_location").get(pk=media_id)
+    if error.code == "media_retired":
+        return {"msgid": RETIRED, "args": {"code": media.code}}
+    if error.code == "already_on_loan":
+        loan = Loan.objects.select_related("borrower").filter(media=media, returned_at__isnull=True).first()
+        if loan is None:
+            return {"msgid": ON_LOAN, "args": {"code": media.code}}
+        since = timezone.localtime(loan.out_at).strftime("%Y-%m-%d %H:%M")
+        args = {"code": media.code, "name": _name(loan.borrower), "since": since}
+        return {"msgid": ON_LOAN_TO, "args": args}
+    if error.code == "not_on_loan":
+        if device.mode == ReaderMode.TRANSFER:
+            return {"msgid": TRANSFER_NOT_ON_LOAN, "args": {"code": media.code}}
+        place = media.current_location.code if media.current_location else "?"
+        return {"msgid": RETURN_ON_SHELF, "args": {"code": media.code, "place": place}}
+    held = LoanRequest.objects.select_related("requester").filter(pk=error.details.get("request")).first()
+    if held is None:
+        return None
+    since = timezone.localtime(held.created_at).strftime("%Y-%m-%d %H:%M")
+    args = {"code": media.code, "name": _name(held.requester), "id": held.pk, "since": since}
+    return {"msgid": HELD_FOR, "args": args}
 
 
 # --- a delivery of reads -----------------------------------------------------------------------
@@ -267,7 +372,7 @@ class _LocateDelivery:
             alone = uid is None or event_id in delivered or event_id in twice or uid in badges
             twice.add(event_id)
             if not alone and uid not in media_of:
-                self._add(index, uid, outcome_of=_unknown_tag(uid))
+                self._add(index, uid, unknown=True)
             elif not alone and media.status == MediaStatus.ON_SHELF and media.pk not in self.changed:
                 self._add(index, uid, media=media)
             else:
@@ -278,25 +383,27 @@ class _LocateDelivery:
         self._flush()
         return self.results
 
-    def _add(self, index: int, uid: str, *, media: Media | None = None, outcome_of=None) -> None:
+    def _add(
+        self, index: int, uid: str, *, media: Media | None = None, unknown: bool = False
+    ) -> None:
         read, device = self.reads[index], self.device
         record = ScanRecord(
             event_id=read.event_id, device=device, raw_uid=read.raw_uid[:64], uid=uid,
             read_at=read.read_at, counter=read.counter, mode=device.mode,
         )
-        if outcome_of is not None:
-            record.outcome, record.code = ScanOutcome.UNKNOWN_TAG, outcome_of.code
-            record.message = outcome_of.message[:300]
+        if unknown:
+            record.outcome, record.code = ScanOutcome.UNKNOWN_TAG, UnknownTag.code
+            record.say(TAG_UNBOUND, uid=uid)
         else:
             record.media, record.outcome, record.code = media, ScanOutcome.OK, device.mode
-            record.message = _seen_message(media, device)
+            record.say(SEEN, code=media.code, place=device.location.name)
             request = ledger.EventRequest(
                 EventKind.SEEN, media=media, device=device, to_location=device.location,
                 event_id=read.event_id, read=Read(uid, read.read_at, read.counter),
             )
             self.events.append((request, media.current_location_id))
             media.current_location_id = device.location_id  # where the next read finds it
-        self.pending.append((index, record, outcome_of is None))
+        self.pending.append((index, record, not unknown))
 
     def _flush(self) -> None:
         if not self.pending:
@@ -317,14 +424,7 @@ class _LocateDelivery:
 
 
 def _unknown_tag(uid: str) -> UnknownTag:
-    return UnknownTag(
-        _("Tag %(uid)s is not bound to any media. Bind it to a jacket or disc first.") % {"uid": uid},
-        uid=uid,
-    )
-
-
-def _seen_message(media: Media, device: ReaderDevice) -> str:
-    return _("%(code)s seen at %(place)s") % {"code": media.code, "place": device.location.name}
+    return _refused(UnknownTag, TAG_UNBOUND, details={"uid": uid}, uid=uid)
 
 
 def _scan_meaning(
@@ -336,7 +436,7 @@ def _scan_meaning(
         station_configure(device=device, borrower=user, destination=device.destination,
                           destination_holder=device.destination_holder)
         record.outcome, record.code = ScanOutcome.BADGE, "badge"
-        record.message = _("Borrower for the next check-outs: %(name)s") % {"name": _name(user)}
+        record.say(BADGE_BORROWER, name=_name(user))
         return
     if found.media_id is None:
         if device.mode == ReaderMode.INVENTORY:  # an unknown tag is an inventory finding too
@@ -354,7 +454,7 @@ def _scan_meaning(
         record.media = media_seen_within(
             media=Media(pk=found.media_id), location=device.location, **common
         )
-        record.message = _seen_message(record.media, device)
+        record.say(SEEN, code=record.media.code, place=device.location.name)
     else:
         record.media = media = Media.objects.select_related("current_location").get(pk=found.media_id)
         if not _other_mode(record, media=media, device=device, common=common):
@@ -382,9 +482,7 @@ def _accept_handover(record: ScanRecord, *, device: ReaderDevice, found: Station
     handover_accept(handover=handover, actor=None, device=device, event_id=record.event_id, read=read)
     record.media = handover.media
     record.outcome, record.code = ScanOutcome.OK, "handover_accepted"
-    record.message = _("%(code)s handed over to %(receiver)s") % {
-        "code": handover.media.code, "receiver": handover_receiver(handover),
-    }
+    record.say(HANDED_OVER, code=handover.media.code, receiver=handover_receiver(handover))
     record.event_seq = ledger.recorded(record.event_id).seq
 
 
@@ -395,28 +493,23 @@ def _other_mode(record: ScanRecord, *, media: Media, device: ReaderDevice, commo
     if mode == ReaderMode.CHECK_IN:
         if media.status == MediaStatus.ON_SHELF:
             record.outcome, record.code = ScanOutcome.WARNING, "not_on_loan"
-            record.message = _("%(code)s is already checked in (on the shelf at %(place)s).") % {
-                "code": media.code,
-                "place": media.current_location.name if media.current_location else "?",
-            }
+            place = media.current_location.name if media.current_location else "?"
+            record.say(ALREADY_IN, code=media.code, place=place)
             return False
         media_return(media=media, location=device.location, **common)
-        record.message = _("%(code)s checked in at %(place)s") % {"code": media.code, "place": device.location.name}
+        record.say(CHECKED_IN, code=media.code, place=device.location.name)
     elif mode == ReaderMode.CHECK_OUT:
         borrower = _station_borrower(device)
         loan = media_check_out(media=media, borrower=borrower, destination=device.destination, **common)
-        record.message = _("%(code)s checked out to %(name)s, due %(due)s") % {
-            "code": media.code,
-            "name": _name(borrower),
-            "due": timezone.localtime(loan.due_at).strftime("%Y-%m-%d"),
-        }
+        due = timezone.localtime(loan.due_at).strftime("%Y-%m-%d")
+        record.say(CHECKED_OUT, code=media.code, name=_name(borrower), due=due)
     elif mode == ReaderMode.TRANSFER:
         if device.destination is None and device.destination_holder is None:
-            raise InvalidRequest(_("Choose where the items go on the station page first."))
+            raise _refused(InvalidRequest, CHOOSE_DESTINATION)
         media_transfer(
             media=media, to_location=device.destination, to_holder=device.destination_holder, **common
         )
-        record.message = _("%(code)s transferred") % {"code": media.code}
+        record.say(TRANSFERRED, code=media.code)
     else:  # inventory: the read goes to the station's open inventory, which says what it is
         inventory_station_read(record, device=device, media=media)
         return False
@@ -425,12 +518,9 @@ def _other_mode(record: ScanRecord, *, media: Media, device: ReaderDevice, commo
 
 def _station_borrower(device: ReaderDevice) -> User:
     if device.borrower is None:
-        raise InvalidRequest(_("Choose the borrower on the station page or tap their badge first."))
+        raise _refused(InvalidRequest, CHOOSE_BORROWER)
     if timezone.now() - device.borrower_chosen_at > timedelta(seconds=BORROWER_CHOICE_SECONDS):
-        raise InvalidRequest(
-            _("The borrower chosen earlier (%(name)s) has expired. Choose the borrower again or tap their badge.")
-            % {"name": _name(device.borrower)}
-        )
+        raise _refused(InvalidRequest, BORROWER_EXPIRED, name=_name(device.borrower))
     device.borrower_chosen_at = timezone.now()  # still at the counter: keep the choice alive
     device.save(update_fields=["borrower_chosen_at"])
     return device.borrower

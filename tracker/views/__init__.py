@@ -11,7 +11,7 @@ from django.core.paginator import Paginator
 from django.http import JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext
 from django.utils.translation import gettext as _
 from django.views import defaults
@@ -31,6 +31,7 @@ from ..models import (
     Signature,
 )
 from ..permissions import STAFF_ROLES, has_role, roles_of
+from ..services.flags import flag_list
 from .handovers import handover_context
 
 API_PREFIX = "/api/"
@@ -66,6 +67,10 @@ def media_detail(request, code: str):
         {"media": media, "chain": chain, "loans": loans,
          "tag": media.tag_bindings.filter(unbound_at__isnull=True).select_related("tag").first(),
          "may_request": has_role(request.user, {Role.CLINICIAN, Role.FILE_ROOM, Role.ADMIN}),
+         # Open flags on the item, as the flags list would show them to this person.
+         "open_flags": flag_list(user=request.user).filter(media=media, cleared_at__isnull=True)
+         .order_by("raised_at"),
+         "may_clear_flags": has_role(request.user, STAFF_ROLES),
          **handover_context(media, request.user)},
     )
 
@@ -114,7 +119,8 @@ def _station(request, name: str) -> ReaderDevice:
 
 
 def scan_payload(scan: ScanRecord) -> dict:
-    """One scan as the station page shows it (the same for the live stream and the wedge form)."""
+    """One scan as the station page shows it (the same for the live stream and the wedge form),
+    its message in the active language: the viewer's."""
     media = scan.media
     return {
         "id": scan.id,
@@ -122,7 +128,7 @@ def scan_payload(scan: ScanRecord) -> dict:
         "uid": scan.uid or scan.raw_uid,
         "outcome": scan.outcome,
         "code": scan.code,
-        "message": scan.message,
+        "message": scan.get_message_display(),
         "media": media.code if media else None,
         "media_url": reverse("media-detail", args=[media.code]) if media else None,
         "patient": f"{media.patient.patient_id} {media.patient.name}" if media and media.patient else "",
@@ -289,6 +295,9 @@ def station_events(request, name: str):
     """Server-sent events: every scan recorded for this station after `after`. Read from the
     database, so a scan delivered to any app server reaches every open station page."""
     device = _station(request, name)
+    # The stream is written after this view returns, maybe on another thread: in the language
+    # the viewer asked for now.
+    language = translation.get_language()
     try:
         after = int(request.GET.get("after") or request.headers.get("Last-Event-ID") or 0)
     except ValueError:
@@ -304,7 +313,9 @@ def station_events(request, name: str):
             )
             for scan in scans:
                 last = scan.id
-                yield f"id: {scan.id}\nevent: scan\ndata: {json.dumps(scan_payload(scan))}\n\n"
+                with translation.override(language):
+                    payload = scan_payload(scan)
+                yield f"id: {scan.id}\nevent: scan\ndata: {json.dumps(payload)}\n\n"
             if scans:
                 quiet_since = time.monotonic()
                 continue

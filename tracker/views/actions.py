@@ -3,8 +3,9 @@
 Register an item (`/media/new/`), and for one item: check it out, take it back, transfer it,
 record it seen at a place, retire it, bind or unbind its tag (`/media/<code>/<action>/`). Staff
 (file_room, admin) only. Every form posts to the service (one ledger event, actor = the person
-logged in); a refusal re-shows the form with the service's message (400, or 409 for a conflict)
-and nothing changes; success goes back to the item's page with a message (POST-redirect-GET)."""
+logged in); a refusal re-shows the form as typed with the message beside the field it concerns,
+or at the top when it concerns the form as a whole (400, or 409 for a conflict), and nothing
+changes; success goes back to the item's page with a message (POST-redirect-GET)."""
 
 from __future__ import annotations
 
@@ -23,10 +24,19 @@ from archive.models import Patient
 
 from .. import services
 from ..choices import LocationKind, MediaKind, Role, UidFormat
-from ..exceptions import DomainError, InvalidRequest, QueueAhead
+from ..exceptions import (
+    AlreadyOnLoan,
+    DomainError,
+    DuplicateCode,
+    InvalidRequest,
+    NotOnLoan,
+    QueueAhead,
+    TagBoundElsewhere,
+)
 from ..models import Location, Media, TagBinding
 from ..permissions import STAFF_ROLES, has_role
 from ..tags import UidError, normalise_uid
+from .refusals import FieldRefused, refusal
 
 # Reader formats a person may type a UID in (Wiegand-26 keeps no UID, so it is not offered).
 TYPED_FORMATS = [(value, label) for value, label in UidFormat.choices if value != UidFormat.WIEGAND_26]
@@ -65,43 +75,48 @@ def _people():
     )
 
 
-def _place(code: str, *, required: bool, transit: bool = False) -> Location | None:
-    code = (code or "").strip()
+def _place(
+    form: dict, field: str, *, required: bool, transit: bool = False
+) -> Location | None:
+    code = form[field]
     if not code:
         if required:
-            raise InvalidRequest(_("Choose a place."))
+            raise FieldRefused(field, _("Choose a place."))
         return None
     found = _places(transit=transit).filter(code=code).first()
     if found is None:
-        raise InvalidRequest(_("There is no active place with the code %(code)s.") % {"code": code})
-    return found
-
-
-def _person(username: str, *, required: bool):
-    username = (username or "").strip()
-    if not username:
-        if required:
-            raise InvalidRequest(_("Choose a person."))
-        return None
-    found = _people().filter(username=username).first()
-    if found is None:
-        raise InvalidRequest(
-            _("%(name)s is not an active clinician or file-room member.") % {"name": username}
+        raise FieldRefused(
+            field, _("There is no active place with the code %(code)s.") % {"code": code}
         )
     return found
 
 
-def _due(text: str) -> datetime | None:
+def _person(form: dict, field: str, *, required: bool):
+    username = form[field]
+    if not username:
+        if required:
+            raise FieldRefused(field, _("Choose a person."))
+        return None
+    found = _people().filter(username=username).first()
+    if found is None:
+        raise FieldRefused(
+            field,
+            _("%(name)s is not an active clinician or file-room member.") % {"name": username},
+        )
+    return found
+
+
+def _due(form: dict, field: str) -> datetime | None:
     """The end of the day chosen (local time), or None for the loan policy's date."""
-    text = (text or "").strip()
+    text = form[field]
     if not text:
         return None
     try:
         day = date.fromisoformat(text)
     except ValueError:
-        raise InvalidRequest(_("Give the due date as YYYY-MM-DD.")) from None
+        raise FieldRefused(field, _("Give the due date as YYYY-MM-DD.")) from None
     if day < timezone.localdate():
-        raise InvalidRequest(_("The due date cannot be in the past."))
+        raise FieldRefused(field, _("The due date cannot be in the past."))
     return timezone.make_aware(datetime.combine(day, time(23, 59)))
 
 
@@ -110,9 +125,16 @@ def _form(request, *names: str) -> dict:
     return {name: source.get(name, "").strip() for name in names}
 
 
-def _refused(request, template: str, context: dict, error: DomainError):
-    """The form again with the service's message beside it; 409 for a conflict, else 400."""
-    context["error"] = error.message
+def _refused(
+    request,
+    template: str,
+    context: dict,
+    error: DomainError,
+    fields: dict[type, str | None] | None = None,
+):
+    """The form again as typed, the message beside the field it concerns (`fields` names the
+    field of a service's error by its class) or at the top; 409 for a conflict, else 400."""
+    context.update(refusal(error, fields))
     return render(request, template, context, status=409 if error.status == 409 else 400)
 
 
@@ -134,17 +156,22 @@ def media_new(request):
     if request.method != "POST":
         return render(request, template, context)
     try:
-        home = _place(form["home"], required=True)
+        if form["kind"] not in MediaKind.values:
+            raise FieldRefused(
+                "kind", _("“%(kind)s” is not a kind of media.") % {"kind": form["kind"]}
+            )
+        home = _place(form, "home", required=True)
         patient = None
         if form["patient_id"]:
             patient = Patient.objects.filter(patient_id=form["patient_id"]).first()
             if patient is None:
-                raise InvalidRequest(
+                raise FieldRefused(
+                    "patient_id",
                     _("No patient has the ID %(id)s. Register the patient first.")
-                    % {"id": form["patient_id"]}
+                    % {"id": form["patient_id"]},
                 )
         if len(form["description"]) > 200:
-            raise InvalidRequest(_("The description is at most 200 characters."))
+            raise FieldRefused("description", _("The description is at most 200 characters."))
         media = services.media_register(
             code=form["code"],
             kind=form["kind"],
@@ -154,7 +181,9 @@ def media_new(request):
             description=form["description"],
         )
     except DomainError as error:
-        return _refused(request, template, context, error)
+        # With the kind checked above, what the service refuses in its input is the code.
+        fields = {InvalidRequest: "code", DuplicateCode: "code"}
+        return _refused(request, template, context, error, fields)
     return _item_page(
         request, media, _("%(code)s is registered on %(place)s.") % {"code": media.code, "place": home}
     )
@@ -182,20 +211,22 @@ def media_check_out(request, code: str):
     if request.method != "POST":
         return render(request, template, context)
     try:
-        borrower = _person(form["borrower"], required=True)
+        borrower = _person(form, "borrower", required=True)
         loan = services.media_check_out(
             media=media,
             borrower=borrower,
             actor=request.user,
-            destination=_place(form["destination"], required=False),
-            due_at=_due(form["due"]),
+            destination=_place(form, "destination", required=False),
+            due_at=_due(form, "due"),
             queue_override=form["queue_override"],
         )
-    except QueueAhead as error:
+    except QueueAhead as error:  # the reason it asks for goes in the field it brings up
         context["ask_override"] = True
-        return _refused(request, template, context, error)
+        return _refused(request, template, context, error, {QueueAhead: "queue_override"})
     except DomainError as error:
-        return _refused(request, template, context, error)
+        # The item on loan or retired concerns no field; an account disabled is the borrower's.
+        fields = {AlreadyOnLoan: None, InvalidRequest: "borrower"}
+        return _refused(request, template, context, error, fields)
     return _item_page(
         request,
         media,
@@ -220,7 +251,7 @@ def media_return(request, code: str):
     if request.method != "POST":
         return render(request, template, context)
     try:
-        place = _place(form["place"], required=True)
+        place = _place(form, "place", required=True)
         services.media_return(media=media, actor=request.user, location=place)
     except DomainError as error:
         return _refused(request, template, context, error)
@@ -244,11 +275,14 @@ def media_transfer(request, code: str):
     if request.method != "POST":
         return render(request, template, context)
     try:
-        place = _place(form["place"], required=False, transit=True)
-        person = _person(form["person"], required=False)
+        place = _place(form, "place", required=False, transit=True)
+        person = _person(form, "person", required=False)
         services.media_transfer(media=media, actor=request.user, to_location=place, to_holder=person)
     except DomainError as error:
-        return _refused(request, template, context, error)
+        # Neither a place nor a person is the form's fault as a whole; a person who cannot take
+        # it (nothing on loan to hand on, an account disabled) is the person field's.
+        fields = {NotOnLoan: "person", InvalidRequest: "person"} if form["person"] else {}
+        return _refused(request, template, context, error, fields)
     where = ", ".join(str(part) for part in (place, person and _name(person)) if part)
     return _item_page(
         request, media, _("%(code)s is transferred to %(where)s.") % {"code": media.code, "where": where}
@@ -265,7 +299,7 @@ def media_seen(request, code: str):
     if request.method != "POST":
         return render(request, template, context)
     try:
-        place = _place(form["place"], required=True)
+        place = _place(form, "place", required=True)
         services.media_seen(media=media, location=place, actor=request.user)
     except DomainError as error:
         return _refused(request, template, context, error)
@@ -287,13 +321,16 @@ def media_retire(request, code: str):
         return render(request, template, context)
     try:
         if form["confirm"] != "yes":
-            raise InvalidRequest(
+            raise FieldRefused(
+                "confirm",
                 _("Tick the box to confirm that %(code)s leaves circulation for good.")
-                % {"code": media.code}
+                % {"code": media.code},
             )
         services.media_retire(media=media, actor=request.user, reason=form["reason"])
     except DomainError as error:
-        return _refused(request, template, context, error)
+        # On loan concerns the item; the service's other refusal is a missing reason.
+        fields = {AlreadyOnLoan: None, InvalidRequest: "reason"}
+        return _refused(request, template, context, error, fields)
     return _item_page(
         request, media, _("%(code)s is retired: %(reason)s") % {"code": media.code, "reason": form["reason"]}
     )
@@ -315,22 +352,24 @@ def media_tag(request, code: str):
             if current is None:
                 raise InvalidRequest(_("%(code)s carries no tag to unbind.") % {"code": media.code})
             if not form["reason"]:
-                raise InvalidRequest(_("Give a reason for unbinding the tag."))
+                raise FieldRefused("reason", _("Give a reason for unbinding the tag."))
             services.tag_unbind(uid=current.tag.uid, actor=request.user, reason=form["reason"])
             message = _("Tag %(uid)s is unbound from %(code)s.") % {
                 "uid": current.tag.uid, "code": media.code
             }
         else:
             if form["format"] not in dict(TYPED_FORMATS):
-                raise InvalidRequest(_("Choose the format the UID is written in."))
+                raise FieldRefused("format", _("Choose the format the UID is written in."))
             try:
                 uid = normalise_uid(form["uid"], fmt=form["format"])
             except UidError as exc:
-                raise InvalidRequest(str(exc)) from exc
+                raise FieldRefused("uid", str(exc)) from exc
             binding = services.tag_bind(uid=uid, media=media, actor=request.user)
             message = _("Tag %(uid)s is bound to %(code)s.") % {"uid": binding.tag.uid, "code": media.code}
     except DomainError as error:
-        return _refused(request, template, context, error)
+        # A tag on another item is the UID's fault; this item already tagged is the item's.
+        fields = {TagBoundElsewhere: "uid"} if form["op"] != "unbind" else {}
+        return _refused(request, template, context, error, fields)
     return _item_page(request, media, message)
 
 

@@ -4,7 +4,9 @@
 decline) and from them (cancel), and recent closed ones; staff, auditors and admins see every
 pending one. The offer form (`handover-new`, `/handovers/new/?media=CODE`, also on the item's
 page) is for the borrower and staff. Every form posts, the service decides, and the page comes
-back with what happened; `handover_context` gives the item's page its pending hand-over."""
+back with what happened; a refused form comes back as typed with the message beside the field
+it concerns (or at the top when it concerns the form as a whole). `handover_context` gives the
+item's page its pending hand-over."""
 
 from __future__ import annotations
 
@@ -22,10 +24,12 @@ from django.views.decorators.http import require_POST
 from .. import services
 from ..api.handovers import HANDOVER_ROLES, handover_list
 from ..choices import HandoverStatus, LocationKind, Role
-from ..exceptions import DomainError
+from ..exceptions import DomainError, InvalidRequest, QueueAhead
 from ..models import Handover, Loan, Location, Media
 from ..permissions import EVERY_ROLE, READ_ALL_ROLES, STAFF_ROLES, has_role
 from ..projection.handovers import SUPERSEDED_BY_RETURN, SUPERSEDED_BY_TRANSFER
+from ..services.handovers import MAX_TEXT
+from .refusals import FieldRefused, refusal
 
 RECENT = 20  # closed hand-overs shown under the pending ones
 
@@ -52,11 +56,12 @@ def reason_text(handover: Handover) -> str:
     }.get(handover.reason, handover.reason)
 
 
-def _decorated(handovers, user) -> list[Handover]:
+def _decorated(handovers, user, refused: dict | None = None) -> list[Handover]:
     rows = list(handovers)
     for each in rows:
         each.actions = actions_for(each, user)
         each.reason_text = reason_text(each)
+        each.refused = refused if refused and refused["handover"] == each.pk else None
     return rows
 
 
@@ -92,23 +97,29 @@ def _back(request, default: str):
 def handover_page(request):
     """Pending hand-overs to and from this person (every pending one for staff, auditors and
     admins), then recent closed ones."""
-    user = request.user
-    if not has_role(user, EVERY_ROLE):
+    if not has_role(request.user, EVERY_ROLE):
         raise PermissionDenied
+    return _handover_page(request)
+
+
+def _handover_page(request, *, refused: dict | None = None):
+    """The page; with `refused` (a hand-over's pk, its decline form as typed and the message)
+    a refused decline, shown beside its reason on the hand-over's row (400)."""
+    user = request.user
     visible = handover_list(user=user)
     pending = visible.filter(status=HandoverStatus.PENDING).order_by("offered_seq")
     closed = visible.exclude(status=HandoverStatus.PENDING).order_by("-closed_seq")[:RECENT]
     sees_all = has_role(user, READ_ALL_ROLES)
-    context = {"sees_all": sees_all, "closed": _decorated(closed, user)}
+    context = {"sees_all": sees_all, "closed": _decorated(closed, user), "refused": refused}
     if sees_all:
-        context["pending"] = _decorated(pending, user)
+        context["pending"] = _decorated(pending, user, refused)
     else:
-        context["to_me"] = _decorated(pending.filter(to_holder=user), user)
-        context["from_me"] = _decorated(pending.exclude(to_holder=user), user)
+        context["to_me"] = _decorated(pending.filter(to_holder=user), user, refused)
+        context["from_me"] = _decorated(pending.exclude(to_holder=user), user, refused)
         context["lent_to_me"] = Loan.objects.filter(
             borrower=user, returned_at__isnull=True
         ).select_related("media")
-    return render(request, "tracker/handovers/list.html", context)
+    return render(request, "tracker/handovers/list.html", context, status=400 if refused else 200)
 
 
 def _receivers(exclude_pk: int | None):
@@ -139,10 +150,28 @@ def handover_new(request):
         if media
         else None
     )
-    form = {name: source.get(name, "") for name in ("to", "note", "queue_override")}
-    if request.method == "POST":
-        made = _offer(request, media=media, code=code, form=form)
-        if made is not None:
+    form = {name: source.get(name, "").strip() for name in ("to", "note", "queue_override")}
+    refused, status = {"errors": {}, "error": ""}, 200
+    if request.method == "POST" and media is None:  # the form is not shown without an item
+        refused["error"] = (
+            _("No media has the code %(code)s.") % {"code": code}
+            if code
+            else _("Say which item to hand on (its code).")
+        )
+        status = 400
+    elif request.method == "POST":
+        try:
+            made = _offer(request, media=media, form=form)
+        except DomainError as error:
+            # A receiver the service will not take (a disabled account, a courier, someone
+            # queued ahead, for a clinician) is the "to" field's; the file room's reason to go
+            # past the queue is its own field's.
+            fields = {
+                QueueAhead: "queue_override" if _is_staff(request.user) else "to",
+                InvalidRequest: "to",
+            }
+            refused, status = refusal(error, fields), 409 if error.status == 409 else 400
+        else:
             return redirect("media-detail", code=made.media.code)
     return render(
         request,
@@ -158,20 +187,14 @@ def handover_new(request):
             .exclude(kind=LocationKind.TRANSIT)
             .exclude(pk=media.current_location_id if media else None),
             "form": form,
+            **refused,
         },
+        status=status,
     )
 
 
-def _offer(request, *, media: Media | None, code: str, form: dict) -> Handover | None:
-    """Run the offer for the form; None (with a message) when it was refused."""
-    if media is None:
-        messages.error(
-            request,
-            _("No media has the code %(code)s.") % {"code": code}
-            if code
-            else _("Say which item to hand on (its code)."),
-        )
-        return None
+def _offer(request, *, media: Media, form: dict) -> Handover:
+    """Run the offer for the form; a refusal raises (FieldRefused for the view's own checks)."""
     to_holder = to_location = None
     kind, _sep, value = form["to"].partition(":")
     if kind == "user":
@@ -179,20 +202,19 @@ def _offer(request, *, media: Media | None, code: str, form: dict) -> Handover |
     elif kind == "place":
         to_location = Location.objects.filter(code=value).first()
     if to_holder is None and to_location is None:
-        messages.error(request, _("Choose the colleague or the place to hand the item to."))
-        return None
-    try:
-        made = services.handover_offer(
-            media=media,
-            actor=request.user,
-            to_holder=to_holder,
-            to_location=to_location,
-            note=form["note"],
-            queue_override=form["queue_override"],
-        )
-    except DomainError as error:
-        messages.error(request, error.message)
-        return None
+        raise FieldRefused("to", _("Choose the colleague or the place to hand the item to."))
+    for field, what in (("note", _("note")), ("queue_override", _("reason"))):
+        if len(form[field]) > MAX_TEXT:
+            message = _("Keep the %(what)s under %(n)d characters.") % {"what": what, "n": MAX_TEXT}
+            raise FieldRefused(field, message)
+    made = services.handover_offer(
+        media=media,
+        actor=request.user,
+        to_holder=to_holder,
+        to_location=to_location,
+        note=form["note"],
+        queue_override=form["queue_override"],
+    )
     messages.success(
         request,
         _("%(code)s is offered to %(receiver)s; it stays yours until they accept.")
@@ -239,14 +261,26 @@ def handover_accept(request, pk: int):
 @login_required
 @require_POST
 def handover_decline(request, pk: int):
-    return _act(
+    """Decline with a reason; a reason refused (none, too long) is shown beside it on the
+    hand-overs page, whichever page the form was on."""
+    if not has_role(request.user, HANDOVER_ROLES):
+        raise PermissionDenied
+    handover = _handover_or_404(request, pk)
+    form = {"reason": request.POST.get("reason", "").strip()}
+    try:
+        services.handover_decline(handover=handover, actor=request.user, reason=form["reason"])
+    except InvalidRequest as error:  # the reason's: NotAllowed and a closed hand-over are not
+        refused = {"handover": pk, "form": form, **refusal(error, {InvalidRequest: "reason"})}
+        return _handover_page(request, refused=refused)
+    except DomainError as error:
+        messages.error(request, error.message)
+        return _back(request, "handover-list")
+    messages.success(
         request,
-        pk,
-        lambda h: services.handover_decline(
-            handover=h, actor=request.user, reason=request.POST.get("reason", "")
-        ),
-        _("Hand-over of %(code)s declined; it stays with its borrower."),
+        _("Hand-over of %(code)s declined; it stays with its borrower.")
+        % {"code": handover.media.code, "receiver": services.handover_receiver(handover)},
     )
+    return _back(request, "handover-list")
 
 
 @login_required

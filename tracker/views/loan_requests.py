@@ -6,7 +6,9 @@ The file room's queue (`loan-requests-queue`): pending requests to approve or de
 by item (on the shelf: pull and mark ready; on loan: who waits), and those ready at the desk,
 lent with the requester's signature if they draw one. The pull list (`loan-requests-pull-list`,
 and its PDF): a day's approved requests shelf by shelf in walking order.
-Every form posts, the service decides, and the page comes back with what happened."""
+Every form posts, the service decides, and the page comes back with what happened; a refused
+form comes back as typed, with the message beside the field it concerns (or at the top when it
+concerns the form as a whole)."""
 
 from __future__ import annotations
 
@@ -28,10 +30,11 @@ from archive.models import Patient, Study
 from .. import pdf, selectors, services
 from ..api.loan_requests import REQUESTER_ROLES, loan_request_list
 from ..choices import LocationKind, MediaStatus, RequestStatus
-from ..exceptions import DomainError
+from ..exceptions import Conflict, DomainError, InvalidRequest
 from ..models import Loan, LoanRequest, Location, Media
 from ..permissions import READ_ALL_ROLES, STAFF_ROLES, has_role
 from . import signatures as signatures_views
+from .refusals import FieldRefused, refusal
 
 OPEN = (RequestStatus.PENDING, RequestStatus.APPROVED, RequestStatus.READY)
 
@@ -65,9 +68,17 @@ def _parse_day(value: str) -> date | None:
         return None
 
 
+ASK_FIELDS = ("media", "patient", "study", "needed_from", "needed_until", "purpose", "destination")
+
+
 @login_required
 def my_requests(request):
     """The requester's own requests (open first) and loans, and the form to ask for more."""
+    return _my_requests_page(request)
+
+
+def _my_requests_page(request, *, form: dict | None = None, refused: dict | None = None):
+    """The page, with the ask form as typed and its refusal when a request was refused (400)."""
     mine = list(
         LoanRequest.objects.filter(requester=request.user)
         .select_related("media", "patient", "study", "destination", "decided_by")
@@ -88,14 +99,16 @@ def my_requests(request):
             "loans": loans,
             "may_ask": _may_ask(request.user),
             "places": Location.objects.filter(is_active=True).exclude(kind="transit"),
-            "form": request.session.pop("loan_request_form", None)
+            "form": form
             or {
                 "needed_from": today.isoformat(),
                 "needed_until": today.isoformat(),
                 "media": request.GET.get("media", ""),
                 "patient": request.GET.get("patient", ""),
             },
+            **(refused or {"errors": {}, "error": ""}),
         },
+        status=400 if refused else 200,
     )
 
 
@@ -104,31 +117,34 @@ def my_requests(request):
 def request_make(request):
     if not _may_ask(request.user):
         raise PermissionDenied
-    form = request.POST
-    errors = []
+    form = {name: request.POST.get(name, "").strip() for name in ASK_FIELDS}
+    errors = {}  # every field the view can judge is judged at once
     media = patient = study = destination = None
-    if code := form.get("media", "").strip():
-        media = Media.objects.filter(code=code).first() or errors.append(
-            _("No media has the code %(code)s.") % {"code": code}
-        )
-    if patient_id := form.get("patient", "").strip():
-        patient = Patient.objects.filter(patient_id=patient_id).first() or errors.append(
-            _("No patient has the ID %(id)s.") % {"id": patient_id}
-        )
-    if uid := form.get("study", "").strip():
-        study = Study.objects.filter(study_instance_uid=uid).first() or errors.append(
-            _("No study has the UID %(uid)s.") % {"uid": uid}
-        )
-    if place := form.get("destination", "").strip():
-        destination = Location.objects.filter(code=place).first()
-    needed_from, needed_until = (
-        _parse_day(form.get("needed_from")),
-        _parse_day(form.get("needed_until")),
-    )
-    if needed_from is None or needed_until is None:
-        errors.append(_("Give the dates as YYYY-MM-DD."))
+    if form["media"]:
+        media = Media.objects.filter(code=form["media"]).first()
+        if media is None:
+            errors["media"] = _("No media has the code %(code)s.") % {"code": form["media"]}
+    if form["patient"]:
+        patient = Patient.objects.filter(patient_id=form["patient"]).first()
+        if patient is None:
+            errors["patient"] = _("No patient has the ID %(id)s.") % {"id": form["patient"]}
+    if form["study"]:
+        study = Study.objects.filter(study_instance_uid=form["study"]).first()
+        if study is None:
+            errors["study"] = _("No study has the UID %(uid)s.") % {"uid": form["study"]}
+    if form["destination"]:
+        destination = Location.objects.filter(code=form["destination"], is_active=True).first()
+        if destination is None:
+            errors["destination"] = _("There is no active place with the code %(code)s.") % {
+                "code": form["destination"]
+            }
+    needed_from, needed_until = _parse_day(form["needed_from"]), _parse_day(form["needed_until"])
+    for name, day in (("needed_from", needed_from), ("needed_until", needed_until)):
+        if day is None:
+            errors[name] = _("Give the dates as YYYY-MM-DD.")
     if not errors:
         try:
+            _ask_checked(form, needed_from, needed_until)
             made = services.loan_request_make(
                 requester=request.user,
                 media=media,
@@ -136,28 +152,38 @@ def request_make(request):
                 study=study,
                 needed_from=needed_from,
                 needed_until=needed_until,
-                purpose=form.get("purpose", ""),
+                purpose=form["purpose"],
                 destination=destination,
             )
-            messages.success(request, _("Request %(id)s sent to the file room.") % {"id": made.pk})
-            return redirect("loan-requests-mine")
         except DomainError as error:
-            errors.append(error.message)
-    for error in errors:
-        messages.error(request, error)
-    request.session["loan_request_form"] = {
-        name: form.get(name, "")
-        for name in (
-            "media",
-            "patient",
-            "study",
-            "needed_from",
+            # The service's other refusals (nothing named, a study of another patient, ...)
+            # concern the form as a whole; asking twice for one item concerns the item.
+            return _my_requests_page(
+                request, form=form, refused=refusal(error, {Conflict: "media" if media else None})
+            )
+        messages.success(request, _("Request %(id)s sent to the file room.") % {"id": made.pk})
+        return redirect("loan-requests-mine")
+    return _my_requests_page(request, form=form, refused={"errors": errors, "error": ""})
+
+
+def _ask_checked(form: dict, needed_from: date, needed_until: date) -> None:
+    """The service's refusals of one field, checked first so the page can say which field."""
+    if not form["purpose"]:
+        raise FieldRefused("purpose", _("Say what the media are needed for (the purpose)."))
+    if len(form["purpose"]) > 200:
+        raise FieldRefused("purpose", _("Keep the purpose under 200 characters."))
+    if needed_until < needed_from:
+        raise FieldRefused(
             "needed_until",
-            "purpose",
-            "destination",
+            _("“Needed until” (%(until)s) is before “needed from” (%(from)s).")
+            % {"until": needed_until.isoformat(), "from": needed_from.isoformat()},
         )
-    }
-    return redirect("loan-requests-mine")
+    if needed_until < timezone.localdate():
+        raise FieldRefused(
+            "needed_until",
+            _("“Needed until” (%(until)s) has already passed; choose dates from today on.")
+            % {"until": needed_until.isoformat()},
+        )
 
 
 def _act(request, action, success: str, default: str):
@@ -205,6 +231,12 @@ def queue(request):
     """The file room's worklist: decide, pull, hand over."""
     if not has_role(request.user, READ_ALL_ROLES):
         raise PermissionDenied
+    return _queue_page(request)
+
+
+def _queue_page(request, *, refused: dict | None = None):
+    """The queue; with `refused` (the request's pk, the decision, its form as typed and where its
+    message goes) a decision that was refused, shown on its row or at the top (400 or 409)."""
     open_requests = list(
         LoanRequest.objects.filter(status__in=OPEN)
         .select_related(
@@ -219,6 +251,10 @@ def queue(request):
         .order_by("created_seq")
     )
     pending = [r for r in open_requests if r.status == RequestStatus.PENDING]
+    for r in pending:  # a refused decision is shown on its request's row
+        mine = refused if refused and refused["request"] == r.pk else None
+        r.refused_approve = mine if mine and mine["decision"] == "approve" else None
+        r.refused_deny = mine if mine and mine["decision"] == "deny" else None
     ready = [r for r in open_requests if r.status == RequestStatus.READY]
     by_item: dict[int, dict] = {}
     for r in open_requests:
@@ -261,8 +297,23 @@ def queue(request):
             "waiting": waiting,
             "ready": ready,
             "may_decide": has_role(request.user, STAFF_ROLES),
+            "refused": refused,
         },
+        status=refused["status"] if refused else 200,
     )
+
+
+def _decision_refused(request, pk: int, decision: str, form: dict, error: DomainError, fields):
+    """The queue again with a refused approval or denial: beside its field on the request's row,
+    or at the top when it concerns no field."""
+    refused = {
+        "request": pk,
+        "decision": decision,
+        "form": form,
+        "status": 409 if error.status == 409 else 400,
+        **refusal(error, fields),
+    }
+    return _queue_page(request, refused=refused)
 
 
 @login_required
@@ -270,20 +321,23 @@ def queue(request):
 def request_approve(request, pk: int):
     _staff_only(request.user)
     loan_request = _request_or_404(request, pk)
+    form = {"media": request.POST.get("media", "").strip()}
     media = None
-    if code := request.POST.get("media", "").strip():
-        media = Media.objects.filter(code=code).first()
-        if media is None:
-            messages.error(request, _("No media has the code %(code)s.") % {"code": code})
-            return _back(request, "loan-requests-queue")
-    return _act(
-        request,
-        lambda: services.loan_request_approve(
-            request=loan_request, actor=request.user, media=media
-        ),
-        _("Request %(id)s approved.") % {"id": pk},
-        "loan-requests-queue",
-    )
+    try:
+        if form["media"]:
+            media = Media.objects.filter(code=form["media"]).first()
+            if media is None:
+                raise FieldRefused(
+                    "media", _("No media has the code %(code)s.") % {"code": form["media"]}
+                )
+        services.loan_request_approve(request=loan_request, actor=request.user, media=media)
+    except DomainError as error:
+        # A request that names no item is approved with one typed on its row: what the service
+        # says against the item is said there. A request closed meanwhile concerns no field.
+        fields = {InvalidRequest: "media"} if loan_request.media_id is None else {}
+        return _decision_refused(request, pk, "approve", form, error, fields)
+    messages.success(request, _("Request %(id)s approved.") % {"id": pk})
+    return _back(request, "loan-requests-queue")
 
 
 @login_required
@@ -291,14 +345,14 @@ def request_approve(request, pk: int):
 def request_deny(request, pk: int):
     _staff_only(request.user)
     loan_request = _request_or_404(request, pk)
-    return _act(
-        request,
-        lambda: services.loan_request_deny(
-            request=loan_request, actor=request.user, reason=request.POST.get("reason", "")
-        ),
-        _("Request %(id)s denied.") % {"id": pk},
-        "loan-requests-queue",
-    )
+    form = {"reason": request.POST.get("reason", "").strip()}
+    try:
+        services.loan_request_deny(request=loan_request, actor=request.user, reason=form["reason"])
+    except DomainError as error:
+        # No reason or one too long is the reason's; a request closed meanwhile is no field's.
+        return _decision_refused(request, pk, "deny", form, error, {InvalidRequest: "reason"})
+    messages.success(request, _("Request %(id)s denied.") % {"id": pk})
+    return _back(request, "loan-requests-queue")
 
 
 @login_required

@@ -1,17 +1,19 @@
 import json
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from archive.management import TerminalProgress, command_actor
 from archive.services import DISC_KINDS, disc_import
 from tracker.exceptions import DomainError
+from tracker.management import LocalizedCommand
 from tracker.models import Location, Media
 
 
-class Command(BaseCommand):
-    help = _(
+class Command(LocalizedCommand):
+    help = gettext_lazy(
         "Index a disc (a mounted CD/DVD/USB or a folder copied from one): read every file once, "
         "hash it and parse its header in worker processes, record patients, studies, series and "
         "a manifest, link the item to its studies and add one ledger event. --media names the "

@@ -1,17 +1,18 @@
 import json
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from django.utils.translation import gettext_lazy, ngettext
 
 from archive.pdi import pdi_check
+from tracker.management import LocalizedCommand
 
 MARKS = {True: "ok  ", False: "FAIL", None: "--  "}
 
 
-class Command(BaseCommand):
-    help = _(
+class Command(LocalizedCommand):
+    help = gettext_lazy(
         "Report how far a disc (a mounted CD/DVD/USB or a folder copied from one) follows IHE PDI "
         "and DICOM PS3.10-12: DICOMDIR, file names, transfer syntaxes per profile, README.TXT and "
         "INDEX.HTM. It only reads the disc. Exit 0 when it meets a general-purpose profile, "

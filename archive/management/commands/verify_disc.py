@@ -1,18 +1,20 @@
 import json
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from archive.management import TerminalProgress, command_actor
 from archive.services import disc_verify
 from tracker.choices import DiscVerdict
 from tracker.exceptions import DomainError
+from tracker.management import LocalizedCommand
 from tracker.models import Media
 
 
-class Command(BaseCommand):
-    help = _(
+class Command(LocalizedCommand):
+    help = gettext_lazy(
         "Re-hash a returned disc (no parsing) and compare it with the item's latest manifest: "
         "missing, changed and extra files by path. The verdict is a ledger event on the item. "
         "--user names who checks (default: the first administrator). Exit 0 only when identical, "

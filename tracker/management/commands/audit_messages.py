@@ -17,7 +17,9 @@ from itertools import islice
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from tracker.audit_messages import (
     Repository,
@@ -26,6 +28,7 @@ from tracker.audit_messages import (
     messages_for,
     reportable_events,
 )
+from tracker.management import LocalizedCommand
 from tracker.models import CustodyEvent
 
 STATE_FILE = "state.json"
@@ -34,8 +37,8 @@ STATE_FILE = "state.json"
 BATCH_EVENTS = 500
 
 
-class Command(BaseCommand):
-    help = (
+class Command(LocalizedCommand):
+    help = gettext_lazy(
         "Write one DICOM PS3.15 audit message XML file per export, import and transfer in the "
         "ledger since the last run, and send each to the audit repository (RFC 5424 syslog over "
         "TCP or TLS) when one is configured. Exit 0 when done, 1 when the repository could not "
@@ -45,19 +48,20 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument(
             "--since", type=int, metavar="SEQ",
-            help="Start after this seq (default: after the last event this folder handled).",
+            help=_("Start after this seq (default: after the last event this folder handled)."),
         )
         parser.add_argument(
             "--out", metavar="DIR", default=None,
-            help=f"Folder for the XML files and state.json (default {settings.AUDIT_MESSAGES_DIR}).",
+            help=_("Folder for the XML files and state.json (default %(dir)s).")
+            % {"dir": settings.AUDIT_MESSAGES_DIR},
         )
         parser.add_argument(
             "--syslog", metavar="HOST:PORT", default=None,
-            help="Audit repository to send to (default FILMROOM_AUDIT_REPOSITORY; none if empty).",
+            help=_("Audit repository to send to (default FILMROOM_AUDIT_REPOSITORY; none if empty)."),
         )
-        parser.add_argument("--tls", action="store_true", help="Send over TLS (RFC 5425).")
-        parser.add_argument("--ca", metavar="FILE", help="CA certificates to trust for --tls.")
-        parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
+        parser.add_argument("--tls", action="store_true", help=_("Send over TLS (RFC 5425)."))
+        parser.add_argument("--ca", metavar="FILE", help=_("CA certificates to trust for --tls."))
+        parser.add_argument("--json", action="store_true", help=_("Print the summary as JSON."))
 
     def handle(self, *args, **options):
         out = Path(options["out"] or settings.AUDIT_MESSAGES_DIR)
@@ -65,7 +69,9 @@ class Command(BaseCommand):
             out.mkdir(parents=True, exist_ok=True)
             state = _load(out)
         except (OSError, ValueError) as exc:
-            raise CommandError(f"Cannot use {out}: {exc}", returncode=2) from exc
+            raise CommandError(
+                _("Cannot use %(dir)s: %(error)s") % {"dir": out, "error": exc}, returncode=2
+            ) from exc
         repository = self._repository(options)
         key = repository.name if repository else None
         since = options["since"]
@@ -100,8 +106,9 @@ class Command(BaseCommand):
                 except OSError as exc:
                     _save(out, state)
                     raise CommandError(
-                        f"The audit repository {key} did not take the messages ({exc}). "
-                        f"{summary['sent']} sent this run; run again to send the rest.",
+                        _("The audit repository %(repository)s did not take the messages "
+                          "(%(error)s). %(sent)s sent this run; run again to send the rest.")
+                        % {"repository": key, "error": exc, "sent": summary["sent"]},
                     ) from exc
                 summary["sent"] += len(unsent)
                 sent_to = state["syslog"][key] = built[-1][0]
@@ -126,19 +133,27 @@ class Command(BaseCommand):
                 key_file=settings.AUDIT_REPOSITORY_KEY,
             )
         except ValueError as exc:
-            raise CommandError(f"--syslog: {exc}", returncode=2) from exc
+            raise CommandError(_("--syslog: %(error)s") % {"error": exc}, returncode=2) from exc
 
     def _report(self, summary: dict, out: Path, key: str | None, as_json: bool) -> None:
         if as_json:
             self.stdout.write(json.dumps({**summary, "out": str(out), "repository": key}))
             return
-        where = f" and sent {summary['sent']} to {key}" if key else ""
-        self.stdout.write(
-            f"{summary['events']} event(s) up to seq {summary['last_seq']}: wrote "
-            f"{summary['files']} message file(s) in {out}{where}."
-        )
+        values = {
+            "events": summary["events"], "seq": summary["last_seq"], "files": summary["files"],
+            "dir": out, "sent": summary["sent"], "repository": key,
+        }
+        if key:
+            self.stdout.write(_(
+                "%(events)s event(s) up to seq %(seq)s: wrote %(files)s message file(s) in %(dir)s "
+                "and sent %(sent)s to %(repository)s."
+            ) % values)
+        else:
+            self.stdout.write(_(
+                "%(events)s event(s) up to seq %(seq)s: wrote %(files)s message file(s) in %(dir)s."
+            ) % values)
         for reason in summary["skipped"]:
-            self.stderr.write(f"No message for {reason}.")
+            self.stderr.write(_("No message for %(reason)s.") % {"reason": reason})
 
 
 def _load(out: Path) -> dict:

@@ -6,19 +6,20 @@ import json
 import signal
 import threading
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from django.utils.translation import gettext_lazy, ngettext
 
 from tracker.choices import FlagKind
+from tracker.management import LocalizedCommand
 from tracker.services.flags import SweepResult, sweep
 
 
-class Command(BaseCommand):
-    help = _(  # as the other commands: argparse needs a plain string
+class Command(LocalizedCommand):
+    help = gettext_lazy(  # as the other commands: argparse needs a plain string
         "Flag overdue loans, items in transit too long and items not seen on their shelf; clear "
         "flags whose item turned up; expire loan requests; e-mail the reminders that are due. "
         "Running it twice adds nothing."
