@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import threading
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from .client import Sender
 from .outbox import DEFAULT_CAP, Outbox, utc_now_text
+from .signals import stop_on_signals
 
 _print_lock = threading.Lock()
 
@@ -69,8 +69,7 @@ def run(args) -> int:
         raise SystemExit(f"{args.key_file} is empty: put the reader's API key in it.")
     outbox = Outbox(args.outbox, cap=args.cap)
     stop, wake, drained = threading.Event(), threading.Event(), threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    stop_on_signals(stop)
     reader = build_reader(args, outbox)
     sender = Sender(
         outbox_path=args.outbox, server=args.server, key=key, log=log, wake=wake,

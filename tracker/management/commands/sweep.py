@@ -3,7 +3,6 @@ reminders that are due. Each pass is idempotent, so cron, systemd or --loop may 
 as they like."""
 import argparse
 import json
-import signal
 import threading
 
 from django.core.management.base import CommandError
@@ -13,6 +12,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
+from agent.signals import stop_on_signals
 from tracker.choices import FlagKind
 from tracker.management import LocalizedCommand
 from tracker.services.flags import SweepResult, sweep
@@ -50,8 +50,7 @@ class Command(LocalizedCommand):
         if options["loop"] <= 0:
             raise CommandError(_("--loop needs a number of seconds above zero."))
         stop = threading.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_args: stop.set())
+        stop_on_signals(stop)
         while not stop.is_set():
             close_old_connections()  # a restarted database is met by a fresh connection
             try:
