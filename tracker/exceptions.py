@@ -10,15 +10,30 @@ from rest_framework.views import exception_handler
 
 
 class DomainError(Exception):
-    """A rule of the file room said no. `message` is written for the person at the counter."""
+    """A rule of the file room said no. `message` is written for the person at the counter, in
+    the language active when it was raised. A refusal made with `said()` also keeps its msgid
+    and arguments (`message_source`), so a record of it - a station's read, kept and shown later
+    to people who read other languages - can be worded again for each of them."""
 
     code = "invalid"
     status = 400
+    message_source: dict | None = None
 
     def __init__(self, message: str, **details):
         super().__init__(message)
         self.message = message
         self.details = details
+
+    @classmethod
+    def said(cls, msgid: str, /, details: dict | None = None, **args) -> "DomainError":
+        """The refusal `msgid % args`, worded in the active language, remembering both. Mark the
+        msgid with gettext_noop where it is written; `details` go to the API's error body."""
+        from .models import message_text  # the models import this module
+
+        source = {"msgid": msgid, "args": args}
+        error = cls(message_text(source, untranslated=True) or msgid, **(details or {}))
+        error.message_source = source
+        return error
 
 
 class InvalidRequest(DomainError):

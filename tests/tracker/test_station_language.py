@@ -3,6 +3,7 @@ stream and the page's own scan form. The agent (which has no language) gets the 
 import json
 import subprocess
 import uuid
+from datetime import timedelta
 from io import StringIO
 
 import pytest
@@ -10,13 +11,14 @@ from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone, translation
+from django.utils.html import escape
 from django.utils.translation import gettext
 from rest_framework.test import APIClient
 
 from tracker import services
 from tracker.choices import ReaderMode
 from tracker.models import ReaderDevice, ScanRecord
-from tracker.services import stations
+from tracker.services import custody, loan_requests, stations
 
 TAG = "04A1B2C3D4E5F6"
 UNKNOWN = "04FFFFFFFFFF01"
@@ -252,3 +254,55 @@ def test_a_catalogue_changed_under_a_running_site_is_used_for_new_scans(settings
     after.say(stations.TRANSFERRED, code="FJ-1")
 
     assert after.message == "FJ-1 已送往别处"
+
+
+def _retired(tagged, cast, device):
+    services.media_retire(media=tagged, actor=cast["staff"], reason="Cracked")
+    services.station_configure(device=device, mode=ReaderMode.CHECK_OUT, borrower=cast["doctor"])
+
+
+def _held_for_a_colleague(tagged, cast, device):
+    today = timezone.localdate()
+    waiting = services.loan_request_make(
+        requester=cast["doctor2"], media=tagged, needed_from=today,
+        needed_until=today + timedelta(days=3), purpose="Fracture clinic",
+    )
+    services.loan_request_approve(request=waiting, actor=cast["staff"])
+    services.station_configure(device=device, mode=ReaderMode.CHECK_OUT, borrower=cast["doctor"])
+
+
+def _borrower_disabled(tagged, cast, device):
+    services.station_configure(device=device, mode=ReaderMode.CHECK_OUT, borrower=cast["doctor"])
+    type(cast["doctor"]).objects.filter(pk=cast["doctor"].pk).update(is_active=False)
+
+
+def _handed_on_from_the_shelf(tagged, cast, device):
+    services.station_configure(device=device, mode=ReaderMode.TRANSFER, destination_holder=cast["doctor2"])
+
+
+@pytest.mark.parametrize(
+    "scene, msgid",
+    [
+        (_retired, custody.RETIRED),
+        (_held_for_a_colleague, loan_requests.HELD_FOR),
+        (_borrower_disabled, custody.ACCOUNT_DISABLED),
+        (_handed_on_from_the_shelf, custody.TRANSFER_NOT_ON_LOAN),
+    ],
+    ids=["retired", "held-for-a-colleague", "borrower-disabled", "handed-on-from-the-shelf"],
+)
+def test_each_refusal_the_services_say_at_a_station_reads_in_the_viewers_language(
+    agent, device, tagged, cast, scene, msgid
+):
+    """The services raise these with DomainError.said: the refused read keeps the msgid and its
+    arguments, so a Chinese reader of the station page never gets the English of the moment."""
+    scene(tagged, cast, device)
+
+    deliver(agent, TAG)
+
+    scan = ScanRecord.objects.get()
+    assert scan.outcome == "error" and scan.message_source["msgid"] == msgid
+    with translation.override("zh-hans"):
+        expected = gettext(msgid) % scan.message_source["args"]
+    assert expected != msgid % scan.message_source["args"]  # the catalogue has it
+    assert page_messages(viewer(cast["staff"], "zh-hans")) == [escape(expected)]
+    assert page_messages(viewer(cast["staff"], "en")) == [escape(scan.message)]

@@ -13,6 +13,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from .. import ledger, projection
 from ..choices import EventKind, MediaKind, MediaStatus
@@ -44,6 +45,16 @@ from ..tags import (
 
 User = AbstractBaseUser
 
+# Refusals a station meets often: raised with DomainError.said, so a refused read keeps its msgid
+# and arguments and each person reading the station's page sees it in their own language.
+TAG_UNBOUND = gettext_noop("Tag %(uid)s is not bound to any media. Bind it to a jacket or disc first.")
+RETIRED = gettext_noop("%(code)s is retired and cannot be moved.")
+ON_LOAN_TO = gettext_noop("%(code)s has been on loan to %(name)s since %(since)s.")
+ON_LOAN = gettext_noop("%(code)s is already on loan.")
+ACCOUNT_DISABLED = gettext_noop("%(name)s's account is disabled.")
+RETURN_ON_SHELF = gettext_noop("%(code)s is not on loan: it is already on the shelf at %(place)s.")
+TRANSFER_NOT_ON_LOAN = gettext_noop("%(code)s is not on loan; check it out to give it to someone.")
+
 
 
 def _record(
@@ -71,7 +82,7 @@ def _locked(media: Media) -> Media:
         raise Media.DoesNotExist(f"No media with id {media.pk}.")
     locked = found[0]
     if locked.status == MediaStatus.RETIRED:
-        raise MediaRetired(_("%(code)s is retired and cannot be moved.") % {"code": locked.code})
+        raise MediaRetired.said(RETIRED, code=locked.code)
     return locked
 
 
@@ -203,11 +214,7 @@ def tag_for(uid: str) -> Tag:
     canonical = _canonical_uid(uid)
     tag = Tag.objects.filter(uid=canonical).first()
     if tag is None:
-        raise UnknownTag(
-            _("Tag %(uid)s is not bound to any media. Bind it to a jacket or disc first.")
-            % {"uid": canonical},
-            uid=canonical,
-        )
+        raise UnknownTag.said(TAG_UNBOUND, details={"uid": canonical}, uid=canonical)
     return tag
 
 
@@ -220,11 +227,7 @@ def media_for_tag(uid: str) -> Media:
         .first()
     )
     if binding is None:
-        raise UnknownTag(
-            _("Tag %(uid)s is not bound to any media. Bind it to a jacket or disc first.")
-            % {"uid": canonical},
-            uid=canonical,
-        )
+        raise UnknownTag.said(TAG_UNBOUND, details={"uid": canonical}, uid=canonical)
     return binding.media
 
 
@@ -334,19 +337,16 @@ def media_check_out(
         return Loan.objects.get(out_seq=prior.seq)
     media = _locked(media)
     if not borrower.is_active:
-        raise InvalidRequest(_("%(name)s's account is disabled.") % {"name": _name(borrower)})
+        raise InvalidRequest.said(ACCOUNT_DISABLED, name=_name(borrower))
     _signature_checked(signature)
     loan = _open_loan(media)
     if loan is not None:  # on loan, or on loan and with a courier (in transit)
-        raise AlreadyOnLoan(
-            _("%(code)s has been on loan to %(name)s since %(since)s.")
-            % {
-                "code": media.code,
-                "name": _name(loan.borrower),
-                "since": timezone.localtime(loan.out_at).strftime("%Y-%m-%d %H:%M"),
-            },
-            media=media.code,
-            borrower=loan.borrower.get_username(),
+        raise AlreadyOnLoan.said(
+            ON_LOAN_TO,
+            details={"media": media.code, "borrower": loan.borrower.get_username()},
+            code=media.code,
+            name=_name(loan.borrower),
+            since=timezone.localtime(loan.out_at).strftime("%Y-%m-%d %H:%M"),
         )
     claims = {}
     if undo_of is None:  # an undone return puts the item back with its borrower, queue or not
@@ -363,7 +363,7 @@ def media_check_out(
         with transaction.atomic():
             event = _record(request, from_location=_place_of(media), payload=payload, media=media)
     except IntegrityError as exc:  # the one-open-loan constraint, should a rule above be bypassed
-        raise AlreadyOnLoan(_("%(code)s is already on loan.") % {"code": media.code}) from exc
+        raise AlreadyOnLoan.said(ON_LOAN, code=media.code) from exc
     _signature_keep(event, signature, signed_by or _name(borrower))
     return Loan.objects.get(out_seq=event.seq)
 
@@ -400,11 +400,8 @@ def media_return(
         return Media.objects.get(pk=media.pk)
     media = _locked(media)
     if media.status == MediaStatus.ON_SHELF:
-        raise NotOnLoan(
-            _("%(code)s is not on loan: it is already on the shelf at %(place)s.")
-            % {"code": media.code, "place": media.current_location.code if media.current_location else "?"},
-            media=media.code,
-        )
+        place = media.current_location.code if media.current_location else "?"
+        raise NotOnLoan.said(RETURN_ON_SHELF, details={"media": media.code}, code=media.code, place=place)
     _signature_checked(signature)
     event = _record(
         request, from_location=_place_of(media), payload=_with_undo(signed, undo_of), media=media
@@ -447,13 +444,9 @@ def media_transfer(
     media = _locked(media)
     if to_holder is not None:
         if _open_loan(media) is None:
-            raise NotOnLoan(
-                _("%(code)s is not on loan; check it out to give it to someone.")
-                % {"code": media.code},
-                media=media.code,
-            )
+            raise NotOnLoan.said(TRANSFER_NOT_ON_LOAN, details={"media": media.code}, code=media.code)
         if not to_holder.is_active:
-            raise InvalidRequest(_("%(name)s's account is disabled.") % {"name": _name(to_holder)})
+            raise InvalidRequest.said(ACCOUNT_DISABLED, name=_name(to_holder))
     _record(request, from_location=_place_of(media), payload=_with_undo({}, undo_of), media=media)
     return media
 

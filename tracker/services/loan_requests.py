@@ -35,6 +35,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from archive.models import Patient, Study
 
@@ -84,6 +85,11 @@ OPEN_STATUSES = (RequestStatus.PENDING, RequestStatus.APPROVED, RequestStatus.RE
 QUEUED_STATUSES = (RequestStatus.APPROVED, RequestStatus.READY)
 # How far ahead a request may be made: the file room plans weeks, not years.
 MAX_DAYS_AHEAD = 366
+# Said at a station too (DomainError.said keeps it for each reader's language).
+HELD_FOR = gettext_noop(
+    "%(code)s is held for %(name)s (request %(id)s, waiting since %(since)s). "
+    "Lend it to them, or give a reason to lend it out of turn."
+)
 
 
 def _is_staff(user) -> bool:
@@ -532,19 +538,13 @@ def check_out_claims(
     if head is not None and (request is None or head.pk != request.pk):
         reason = (queue_override or "").strip()
         if not reason:
-            raise QueueAhead(
-                _(
-                    "%(code)s is held for %(name)s (request %(id)s, waiting since %(since)s). "
-                    "Lend it to them, or give a reason to lend it out of turn."
-                )
-                % {
-                    "code": media.code,
-                    "name": _name(head.requester),
-                    "id": head.pk,
-                    "since": _when(head.created_at),
-                },
-                media=media.code,
-                request=head.pk,
+            raise QueueAhead.said(
+                HELD_FOR,
+                details={"media": media.code, "request": head.pk},
+                code=media.code,
+                name=_name(head.requester),
+                id=head.pk,
+                since=_when(head.created_at),
             )
         claims.update({"queue_override": reason, "passed_over": head.created_seq})
     return claims

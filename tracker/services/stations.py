@@ -33,7 +33,6 @@ from ..models import (
     CustodyEvent,
     Handover,
     Loan,
-    LoanRequest,
     Location,
     Media,
     ReaderDevice,
@@ -41,7 +40,6 @@ from ..models import (
     Tag,
     TagBinding,
     Transfer,
-    message_text,
 )
 from ..tags import (
     SunError,
@@ -55,6 +53,7 @@ from ..tags import (
 )
 
 from .custody import (
+    TAG_UNBOUND,
     _name,
     media_check_out,
     media_return,
@@ -161,27 +160,24 @@ def _scan_record_once(*, device, event_id, raw_uid, read_at, counter, actor=None
     try:
         if unreadable is not None:
             problem = _uid_problem(record.raw_uid, device.uid_format)
-            raise _refused(InvalidRequest, UNREADABLE, reason=problem)
+            raise InvalidRequest.said(UNREADABLE, reason=problem)
         # Domain errors here are raised before anything is written, or inside a service's own
         # savepoint, so the refused read is recorded alone.
         _scan_meaning(record, device=device, found=found, actor=actor)
     except DomainError as error:
         record.outcome = ScanOutcome.UNKNOWN_TAG if isinstance(error, UnknownTag) else ScanOutcome.ERROR
         record.code = error.code
-        _say_refusal(record, error, device=device, media_id=found.media_id)
+        _say_refusal(record, error)
     record.save()
     return record, False
 
 
 # --- what a station says -----------------------------------------------------------------------
 # A scan keeps the msgid and arguments of its message (ScanRecord.say), so the station page shows
-# it in the language of whoever reads it. Refusals raised here carry theirs; the services' usual
-# refusals at a station are mapped back to theirs (the same msgids as the services raise).
+# it in the language of whoever reads it. Refusals raised with DomainError.said carry theirs, here
+# and in the services (custody.py, loan_requests.py); any other is kept as it was worded.
 
 UNREADABLE = gettext_noop("Unreadable tag: %(reason)s")
-TAG_UNBOUND = gettext_noop(
-    "Tag %(uid)s is not bound to any media. Bind it to a jacket or disc first."
-)
 SEEN = gettext_noop("%(code)s seen at %(place)s")
 BADGE_BORROWER = gettext_noop("Borrower for the next check-outs: %(name)s")
 HANDED_OVER = gettext_noop("%(code)s handed over to %(receiver)s")
@@ -194,28 +190,6 @@ CHOOSE_BORROWER = gettext_noop("Choose the borrower on the station page or tap t
 BORROWER_EXPIRED = gettext_noop(
     "The borrower chosen earlier (%(name)s) has expired. Choose the borrower again or tap their badge."
 )
-# Raised by the custody and loan-request services (custody.py, loan_requests.py).
-RETIRED = gettext_noop("%(code)s is retired and cannot be moved.")
-ON_LOAN_TO = gettext_noop("%(code)s has been on loan to %(name)s since %(since)s.")
-ON_LOAN = gettext_noop("%(code)s is already on loan.")
-RETURN_ON_SHELF = gettext_noop("%(code)s is not on loan: it is already on the shelf at %(place)s.")
-TRANSFER_NOT_ON_LOAN = gettext_noop("%(code)s is not on loan; check it out to give it to someone.")
-HELD_FOR = gettext_noop(
-    "%(code)s is held for %(name)s (request %(id)s, waiting since %(since)s). "
-    "Lend it to them, or give a reason to lend it out of turn."
-)
-MAPPED_REFUSALS = {"media_retired", "already_on_loan", "not_on_loan", "queue_ahead"}
-
-
-def _refused(
-    error_class: type[DomainError], msgid: str, /, details: dict | None = None, **args
-) -> DomainError:
-    """A refusal worded here, in the active language, that remembers its msgid and arguments
-    (`details` go to the API's error body as usual)."""
-    source = {"msgid": msgid, "args": args}
-    error = error_class(message_text(source, untranslated=True) or msgid, **(details or {}))
-    error.message_source = source
-    return error
 
 
 def _uid_problem(raw_uid: str, uid_format: str) -> dict:
@@ -230,47 +204,11 @@ def _uid_problem(raw_uid: str, uid_format: str) -> dict:
     return {"texts": texts}
 
 
-def _say_refusal(
-    record: ScanRecord, error: DomainError, *, device: ReaderDevice, media_id: int | None
-) -> None:
-    source = getattr(error, "message_source", None)
-    source = source or _service_refusal(error, device=device, media_id=media_id)
-    if source is None:  # worded by a service in the language of the moment: kept as it is
+def _say_refusal(record: ScanRecord, error: DomainError) -> None:
+    if error.message_source is None:  # worded by a service in the language of the moment: kept
         record.message = error.message[:300]
     else:
-        record.say(source["msgid"], **source["args"])
-
-
-def _service_refusal(
-    error: DomainError, *, device: ReaderDevice, media_id: int | None
-) -> dict | None:
-    """The msgid and arguments of a refusal the services raise most at stations, or None. Runs
-    only for a refused read, after the service's savepoint rolled back."""
-    if isinstance(error, UnknownTag) and "uid" in error.details:
-        return {"msgid": TAG_UNBOUND, "args": {"uid": error.details["uid"]}}
-    if media_id is None or error.code not in MAPPED_REFUSALS:
-        return None
-    media = Media.objects.select_related("current_location").get(pk=media_id)
-    if error.code == "media_retired":
-        return {"msgid": RETIRED, "args": {"code": media.code}}
-    if error.code == "already_on_loan":
-        loan = Loan.objects.select_related("borrower").filter(media=media, returned_at__isnull=True).first()
-        if loan is None:
-            return {"msgid": ON_LOAN, "args": {"code": media.code}}
-        since = timezone.localtime(loan.out_at).strftime("%Y-%m-%d %H:%M")
-        args = {"code": media.code, "name": _name(loan.borrower), "since": since}
-        return {"msgid": ON_LOAN_TO, "args": args}
-    if error.code == "not_on_loan":
-        if device.mode == ReaderMode.TRANSFER:
-            return {"msgid": TRANSFER_NOT_ON_LOAN, "args": {"code": media.code}}
-        place = media.current_location.code if media.current_location else "?"
-        return {"msgid": RETURN_ON_SHELF, "args": {"code": media.code, "place": place}}
-    held = LoanRequest.objects.select_related("requester").filter(pk=error.details.get("request")).first()
-    if held is None:
-        return None
-    since = timezone.localtime(held.created_at).strftime("%Y-%m-%d %H:%M")
-    args = {"code": media.code, "name": _name(held.requester), "id": held.pk, "since": since}
-    return {"msgid": HELD_FOR, "args": args}
+        record.say(error.message_source["msgid"], **error.message_source["args"])
 
 
 # --- a delivery of reads -----------------------------------------------------------------------
@@ -424,7 +362,7 @@ class _LocateDelivery:
 
 
 def _unknown_tag(uid: str) -> UnknownTag:
-    return _refused(UnknownTag, TAG_UNBOUND, details={"uid": uid}, uid=uid)
+    return UnknownTag.said(TAG_UNBOUND, details={"uid": uid}, uid=uid)
 
 
 def _scan_meaning(
@@ -505,7 +443,7 @@ def _other_mode(record: ScanRecord, *, media: Media, device: ReaderDevice, commo
         record.say(CHECKED_OUT, code=media.code, name=_name(borrower), due=due)
     elif mode == ReaderMode.TRANSFER:
         if device.destination is None and device.destination_holder is None:
-            raise _refused(InvalidRequest, CHOOSE_DESTINATION)
+            raise InvalidRequest.said(CHOOSE_DESTINATION)
         media_transfer(
             media=media, to_location=device.destination, to_holder=device.destination_holder, **common
         )
@@ -518,9 +456,9 @@ def _other_mode(record: ScanRecord, *, media: Media, device: ReaderDevice, commo
 
 def _station_borrower(device: ReaderDevice) -> User:
     if device.borrower is None:
-        raise _refused(InvalidRequest, CHOOSE_BORROWER)
+        raise InvalidRequest.said(CHOOSE_BORROWER)
     if timezone.now() - device.borrower_chosen_at > timedelta(seconds=BORROWER_CHOICE_SECONDS):
-        raise _refused(InvalidRequest, BORROWER_EXPIRED, name=_name(device.borrower))
+        raise InvalidRequest.said(BORROWER_EXPIRED, name=_name(device.borrower))
     device.borrower_chosen_at = timezone.now()  # still at the counter: keep the choice alive
     device.save(update_fields=["borrower_chosen_at"])
     return device.borrower
