@@ -12,14 +12,13 @@ from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import generics, serializers
-from rest_framework.response import Response
 
 from tracker import selectors as tracker_selectors
 from tracker import services
-from tracker.api.shapes import ERRORS, EventIdIn, MediaOut, RoleAPIView, media_or_404
+from tracker.api.shapes import EventIdIn, MediaOut, ObjectActionApi, RoleAPIView, media_or_404
 from tracker.choices import DiscVerdict, StudySource
-from tracker.exceptions import InvalidRequest, UnknownObject
-from tracker.models import CustodyEvent, Media
+from tracker.exceptions import UnknownObject
+from tracker.models import Media
 from tracker.permissions import EVERY_ROLE
 
 from . import selectors
@@ -443,7 +442,9 @@ class StudyUidsField(serializers.ListField):
         "PACS)."
     )
 )
-class MediaStudiesLinkApi(RoleAPIView):
+class MediaStudiesLinkApi(ObjectActionApi):
+    output_class = MediaOut
+
     class StudiesLinkIn(EventIdIn):
         studies = StudyUidsField()
         source = serializers.ChoiceField(
@@ -451,13 +452,14 @@ class MediaStudiesLinkApi(RoleAPIView):
         )
         note = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
 
-    @extend_schema(request=StudiesLinkIn, responses={200: MediaOut, **ERRORS})
-    def post(self, request, code):
-        media = media_or_404(code)
-        data = self.StudiesLinkIn(data=request.data)
-        data.is_valid(raise_exception=True)
-        archive_services.media_link_known_studies(media=media, actor=request.user, **data.validated_data)
-        return Response(MediaOut(_media_fresh(request, code)).data)
+    input_class = StudiesLinkIn
+
+    def find(self, user, code):
+        return media_or_404(code)
+
+    def act(self, media, values, actor):
+        archive_services.media_link_known_studies(media=media, actor=actor, **values)
+        return _media_fresh(actor, media.code)
 
 
 @extend_schema(
@@ -466,37 +468,25 @@ class MediaStudiesLinkApi(RoleAPIView):
         "history."
     )
 )
-class MediaStudiesUnlinkApi(RoleAPIView):
+class MediaStudiesUnlinkApi(ObjectActionApi):
+    output_class = MediaOut
+
     class StudiesUnlinkIn(EventIdIn):
         studies = StudyUidsField()
         reason = serializers.CharField(max_length=500)
 
-    @extend_schema(request=StudiesUnlinkIn, responses={200: MediaOut, **ERRORS})
-    def post(self, request, code):
-        media = media_or_404(code)
-        data = self.StudiesUnlinkIn(data=request.data)
-        data.is_valid(raise_exception=True)
-        studies = data.validated_data["studies"]
-        linked = set(media.studies.values_list("study_instance_uid", flat=True))
-        not_linked = sorted(
-            study.study_instance_uid for study in studies if study.study_instance_uid not in linked
-        )
-        event_id = data.validated_data["event_id"]
-        # A retry of an unlink already recorded finds the studies unlinked: let the service
-        # answer it as the replay it is.
-        retry = event_id is not None and CustodyEvent.objects.filter(event_id=event_id).exists()
-        if not_linked and not retry:
-            raise InvalidRequest(
-                _("%(code)s is not linked to %(uids)s; nothing to unlink.")
-                % {"code": media.code, "uids": ", ".join(not_linked)},
-                studies=not_linked,
-            )
-        services.media_studies_unlink(media=media, actor=request.user, **data.validated_data)
-        return Response(MediaOut(_media_fresh(request, code)).data)
+    input_class = StudiesUnlinkIn
+
+    def find(self, user, code):
+        return media_or_404(code)
+
+    def act(self, media, values, actor):
+        services.media_studies_unlink(media=media, actor=actor, **values)
+        return _media_fresh(actor, media.code)
 
 
-def _media_fresh(request, code: str):
-    media = tracker_selectors.media_list(user=request.user)
+def _media_fresh(user, code: str):
+    media = tracker_selectors.media_list(user=user)
     return media.prefetch_related("tag_bindings__tag").get(code=code)
 
 

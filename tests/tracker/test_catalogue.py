@@ -48,6 +48,32 @@ def test_unlinking_needs_a_reason_and_keeps_the_old_link_in_history(make_media, 
     assert kinds[-2:] == [EventKind.STUDIES_LINKED, EventKind.STUDIES_UNLINKED]
 
 
+def test_a_study_the_item_is_not_linked_to_cannot_be_unlinked_and_nothing_is_recorded(make_media, cast, studies):
+    """Any caller (the API, the item's page) meets the rule: the service checks it."""
+    jacket = make_media("FJ-CAT")
+    services.media_studies_link(media=jacket, studies=studies[:1], actor=cast["staff"], source="manual")
+    before = CustodyEvent.objects.count()
+
+    with pytest.raises(InvalidRequest) as refused:
+        services.media_studies_unlink(media=jacket, studies=studies[:2], actor=cast["staff"], reason="tidy")
+
+    assert refused.value.details == {"studies": ["1.2.3.1"]}
+    assert "1.2.3.1" in refused.value.message and "1.2.3.0" not in refused.value.message
+    assert CustodyEvent.objects.count() == before and linked(jacket) == {"1.2.3.0"}
+
+
+def test_a_recorded_unlink_sent_again_is_its_replay_not_a_refusal(make_media, cast, studies):
+    """The retry of an unlink finds the studies already unlinked; it gets the first answer."""
+    jacket = make_media("FJ-CAT")
+    services.media_studies_link(media=jacket, studies=studies, actor=cast["staff"], source="manual")
+    asked = {"media": jacket, "studies": studies[:1], "actor": cast["staff"], "reason": "x", "event_id": uuid.uuid4()}
+
+    first = services.media_studies_unlink(**asked)
+    again = services.media_studies_unlink(**asked)
+
+    assert again.seq == first.seq and linked(jacket) == {"1.2.3.1", "1.2.3.2"}
+
+
 def test_a_disc_import_links_its_studies_and_a_check_records_the_verdict(make_media, cast, studies):
     disc = make_media("D-CAT", kind="cd")
     imported = services.media_disc_imported(

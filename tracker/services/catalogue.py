@@ -23,13 +23,18 @@ def _study_uids(studies) -> list[str]:
     return sorted({study.study_instance_uid for study in studies})
 
 
-def _record_on(media: Media, kind: str, *, actor: User, payload: dict, event_id=None) -> CustodyEvent:
+def _record_on(
+    media: Media, kind: str, *, actor: User, payload: dict, event_id=None, refuse=None
+) -> CustodyEvent:
     """One catalogue event on an item; everything the caller chose is in the payload, so a replay
-    must ask the same."""
+    must ask the same. `refuse()`, if given, raises when the event does not apply now; a replay
+    is answered before it is asked (what it found is already recorded)."""
     request = EventRequest(kind, media=media, actor=actor, event_id=event_id, asked=payload)
     prior = ledger.replayed(request)
     if prior:
         return prior
+    if refuse is not None:
+        refuse()
     return _record(request, from_location=_place_of(media), payload=payload)
 
 
@@ -66,7 +71,20 @@ def media_studies_unlink(
     if not (reason or "").strip():
         raise InvalidRequest(_("Give a reason for unlinking studies from %(code)s.") % {"code": media.code})
     payload = {"studies": uids, "reason": reason.strip()}
-    return _record_on(media, EventKind.STUDIES_UNLINKED, actor=actor, payload=payload, event_id=event_id)
+
+    def refuse_studies_not_linked():
+        linked = set(media.studies.filter(study_instance_uid__in=uids).values_list("study_instance_uid", flat=True))
+        if not_linked := [uid for uid in uids if uid not in linked]:
+            raise InvalidRequest(
+                _("%(code)s is not linked to %(uids)s; nothing to unlink.")
+                % {"code": media.code, "uids": ", ".join(not_linked)},
+                studies=not_linked,
+            )
+
+    return _record_on(
+        media, EventKind.STUDIES_UNLINKED, actor=actor, payload=payload, event_id=event_id,
+        refuse=refuse_studies_not_linked,
+    )
 
 
 @transaction.atomic
