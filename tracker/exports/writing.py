@@ -178,6 +178,20 @@ def _row(event: dict, *, actor: str | None, holder: str | None) -> dict:
     return row
 
 
+def _row_of(event: CustodyEvent) -> dict:
+    """_row() of an event read as a model object, its related rows selected."""
+    values = {name: getattr(event, name) for name in ledger.BODY_FIELDS}
+    related = {"media": "code", "from_location": "code", "to_location": "code", "device": "name"}
+    for relation, field in related.items():
+        other = getattr(event, relation)
+        values[f"{relation}__{field}"] = getattr(other, field) if other else None
+    return _row(
+        values,
+        actor=event.actor.get_username() if event.actor else None,
+        holder=event.holder.get_username() if event.holder else None,
+    )
+
+
 def _payload_text(payload) -> str:
     try:
         return rfc8785.dumps(payload).decode()
@@ -245,20 +259,23 @@ def write_csv(export: Export) -> CsvExport:
 
 def build_pdf(export: Export) -> tuple[bytes, Range]:
     """The export as a printable document (at most PDF_MAX_ROWS events: InvalidRequest beyond)."""
+    from ..event_text import describe
     from ..pdf import Column, PdfDocument, paragraph
 
-    rows = []
-    for row in export.rows():
-        rows.append(row)
-        if len(rows) > PDF_MAX_ROWS:
-            break
-    if len(rows) > PDF_MAX_ROWS:
+    # One read serves the rows and their words (event_text.describe needs the related rows).
+    events = list(
+        export.events()
+        .select_related("media", "holder", "actor", "from_location", "to_location", "device")
+        [: PDF_MAX_ROWS + 1]
+    )
+    if len(events) > PDF_MAX_ROWS:
         raise InvalidRequest(
             _(
                 "More than %(limit)d events match: narrow the period or the kinds for a PDF, "
                 "or export a CSV."
             ) % {"limit": PDF_MAX_ROWS}
         )
+    rows = [_row_of(event) for event in events]
     found = Range()
     for row in rows:
         found.add(int(row["seq"]), row["hash"])
@@ -315,37 +332,21 @@ def build_pdf(export: Export) -> tuple[bytes, Range]:
         Column(str(COLUMN_TITLES["actor_username"]), 0.9),
         Column(str(COLUMN_TITLES["hash"]), 2.2),
     ]
-    described = _described(int(row["seq"]) for row in rows)
     document.table(
         columns,
         [
             [
                 row["seq"], row["received_local"],
-                paragraph("\n".join([row["kind_label"], *described.get(int(row["seq"]), [])]), size=7),
+                paragraph("\n".join([row["kind_label"], *describe(event)]), size=7),
                 row["media_code"], row["from_location_code"], row["to_location_code"],
                 row["actor_username"], paragraph(row["hash"], size=6),
             ]
-            for row in rows
+            for row, event in zip(rows, events)
         ],
     )
     if not rows:
         document.paragraph(_("No events match these filters."))
     return document.render(), found
-
-
-def _described(seqs: Iterable[int]) -> dict[int, list[str]]:
-    """What each event did, in the reader's words (tracker.event_text.describe: the sentence the
-    chain pages show, with the holder by name), for the PDF's rows; the CSV keeps the payload."""
-    from ..event_text import describe
-
-    wanted = list(seqs)
-    found = {}
-    for start in range(0, len(wanted), 900):
-        events = CustodyEvent.objects.filter(seq__in=wanted[start:start + 900]).select_related(
-            "media", "holder", "actor", "from_location", "to_location"
-        )
-        found.update({event.seq: describe(event) for event in events})
-    return found
 
 
 def _seq_hash(seq, hash_: str) -> str:
