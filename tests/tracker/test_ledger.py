@@ -167,13 +167,21 @@ def build_busy_ledger(size: int) -> None:
         Study.objects.create(study_instance_uid=f"1.2.826.0.1.3680043.10.1124.9{n}", patient=patient)
         for n in range(3)
     ]
+
+    def unlink_one(item):
+        """Unlink a study the item holds (one is linked first if it holds none: the service
+        refuses to unlink what was never linked)."""
+        held = list(item.studies.order_by("study_instance_uid")[:1])
+        if not held:
+            services.media_studies_link(media=item, studies=studies[:1], actor=staff, source=StudySource.MANUAL)
+            held = studies[:1]
+        services.media_studies_unlink(media=item, studies=held, actor=staff, reason="wrong patient's study")
+
     catalogue = [
         lambda item: services.media_studies_link(
             media=item, studies=rng.sample(studies, 2), actor=staff, source=StudySource.PACS
         ),
-        lambda item: services.media_studies_unlink(
-            media=item, studies=studies[:1], actor=staff, reason="wrong patient's study"
-        ),
+        unlink_one,
         lambda item: services.media_disc_imported(
             media=item, manifest_id=rng.randrange(1, 99), studies=studies, actor=staff,
             summary={"files": 301, "bytes": 158_000_000, "problems": 0},
