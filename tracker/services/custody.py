@@ -209,12 +209,17 @@ def _canonical_uid(uid: str) -> str:
         raise InvalidRequest(str(exc)) from exc
 
 
+def unknown_tag(uid: str) -> UnknownTag:
+    """The refusal for a tag bound to nothing (`uid` canonical), as every caller words it."""
+    return UnknownTag.said(TAG_UNBOUND, details={"uid": uid}, uid=uid)
+
+
 def tag_for(uid: str) -> Tag:
     """The registered tag with this UID (any reader format accepted); UnknownTag otherwise."""
     canonical = _canonical_uid(uid)
     tag = Tag.objects.filter(uid=canonical).first()
     if tag is None:
-        raise UnknownTag.said(TAG_UNBOUND, details={"uid": canonical}, uid=canonical)
+        raise unknown_tag(canonical)
     return tag
 
 
@@ -227,7 +232,7 @@ def media_for_tag(uid: str) -> Media:
         .first()
     )
     if binding is None:
-        raise UnknownTag.said(TAG_UNBOUND, details={"uid": canonical}, uid=canonical)
+        raise unknown_tag(canonical)
     return binding.media
 
 

@@ -60,6 +60,7 @@ from .custody import (
     media_seen_within,
     media_transfer,
     tag_for,
+    unknown_tag,
 )
 from .handovers import handover_accept, handover_receiver
 from .inventory import inventory_station_read
@@ -361,10 +362,6 @@ class _LocateDelivery:
         self.pending, self.events = [], []
 
 
-def _unknown_tag(uid: str) -> UnknownTag:
-    return UnknownTag.said(TAG_UNBOUND, details={"uid": uid}, uid=uid)
-
-
 def _scan_meaning(
     record: ScanRecord, *, device: ReaderDevice, found: StationReadLookup, actor: User | None = None
 ) -> None:
@@ -380,7 +377,7 @@ def _scan_meaning(
         if device.mode == ReaderMode.INVENTORY:  # an unknown tag is an inventory finding too
             inventory_station_read(record, device=device, media=None)
             return
-        raise _unknown_tag(record.uid)
+        raise unknown_tag(record.uid)
     read = Read(record.uid, record.read_at, record.counter)
     if found.handover_id is not None:
         _accept_handover(record, device=device, found=found, read=read)
