@@ -42,6 +42,7 @@ client certificate (ATNA's mutual authentication).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import ssl
@@ -359,7 +360,7 @@ class SyslogSender:
 
     def __init__(self, repository: Repository):
         self.repository = repository
-        self.connection: socket.socket | None = None
+        self.connection: socket.socket | _TlsConnection | None = None
 
     def __enter__(self) -> SyslogSender:
         repo = self.repository
@@ -369,11 +370,12 @@ class SyslogSender:
                 context = ssl.create_default_context(cafile=repo.ca_file or None)
                 if repo.cert_file:
                     context.load_cert_chain(repo.cert_file, repo.key_file or None)
-                raw = context.wrap_socket(raw, server_hostname=repo.host)
+                self.connection = _TlsConnection(raw, context, server_hostname=repo.host)
+            else:
+                self.connection = raw
         except BaseException:
             raw.close()
             raise
-        self.connection = raw
         return self
 
     def send(self, message: AuditMessage) -> None:
@@ -384,25 +386,81 @@ class SyslogSender:
         if connection is None:
             return
         try:
-            if exc_type is None:
-                self._finish(connection)
+            if exc_type is None and isinstance(connection, _TlsConnection):
+                connection.finish()
+            elif exc_type is None:
+                _finish_tcp(connection)
         finally:
             connection.close()
 
-    @staticmethod
-    def _finish(connection: socket.socket) -> None:
-        """TLS close_notify, or a TCP half-close; then read until the repository closes. Reading
-        also drains what a TLS 1.3 server sent unasked (session tickets): closing with those
-        unread makes the kernel reset the connection, and the repository lose what it had not
-        read yet."""
-        if isinstance(connection, ssl.SSLSocket):
-            # Its close_notify is the only sign that it read ours, hence everything before it.
-            # A connection that just ends (SSLEOFError) is not taken as delivered: a TLS 1.3
-            # repository refusing our certificate may reset the connection before its alert
-            # reaches us, and a resent message is better than a lost one (run again: the
-            # repository gets the batch once more).
-            connection.unwrap()
-            return
-        connection.shutdown(socket.SHUT_WR)
-        while connection.recv(4096):
+
+def _finish_tcp(connection: socket.socket) -> None:
+    """A TCP half-close, then read until the repository closes its side (a reset raises)."""
+    connection.shutdown(socket.SHUT_WR)
+    while connection.recv(4096):
+        pass
+
+
+class _TlsConnection:
+    """TLS driven by hand through memory BIOs, so that its end can tell the repository's
+    close_notify (it read everything we sent) from a refusal or a connection that just ends.
+
+    `SSLSocket.unwrap()` cannot: OpenSSL's SSL_shutdown() reports a received fatal alert (a TLS
+    1.3 repository refusing our client certificate says so only after our handshake finished)
+    with the same success as a close_notify, and CPython returns normally; measured, 15 refused
+    connections in 200 counted as delivered. Here our close_notify goes out, then records are
+    read until one of: the repository's close_notify (SSLZeroReturnError: delivered), an alert
+    (SSLError), the connection ending or resetting (SSLEOFError, OSError), or the timeout. Only
+    the first counts: the others leave the batch to be sent again on the next run, so a
+    repository may get a batch twice but never loses one."""
+
+    def __init__(self, sock: socket.socket, context: ssl.SSLContext, server_hostname: str):
+        self.sock = sock
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self.incoming, self.outgoing, server_hostname=server_hostname)
+        self._drive(self.tls.do_handshake)
+
+    def sendall(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[self.tls.write(view):]
+        self._flush()
+
+    def finish(self) -> None:
+        try:
+            self.tls.unwrap()  # writes our close_notify, then wants the repository's
+        except ssl.SSLWantReadError:
             pass
+        self._flush()
+        # Read, not unwrap() again: only SSL_read tells a close_notify (SSLZeroReturnError) from
+        # a fatal alert (SSLError). Session tickets a TLS 1.3 server sends unasked are read too.
+        try:
+            while self._drive(lambda: self.tls.read(16384)):  # b"" is a close_notify too
+                pass
+        except ssl.SSLZeroReturnError:
+            pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _drive(self, operation):
+        while True:
+            try:
+                result = operation()
+            except ssl.SSLWantReadError:
+                self._flush()
+                if data := self.sock.recv(16384):
+                    self.incoming.write(data)
+                else:
+                    self.incoming.write_eof()
+            except ssl.SSLError:
+                with contextlib.suppress(OSError):
+                    self._flush()  # the alert OpenSSL wrote, if any, tells the repository why
+                raise
+            else:
+                self._flush()
+                return result
+
+    def _flush(self) -> None:
+        if data := self.outgoing.read():
+            self.sock.sendall(data)

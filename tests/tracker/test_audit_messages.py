@@ -13,6 +13,7 @@ import threading
 import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta, timezone
 from ipaddress import ip_address
+from types import SimpleNamespace
 
 import pytest
 from cryptography import x509
@@ -529,6 +530,35 @@ def test_a_repository_that_wants_a_client_certificate_gets_the_configured_one(da
         assert json.loads((tmp_path / "out" / "state.json").read_text())["syslog"] == {}
         settings.AUDIT_REPOSITORY_CERT, settings.AUDIT_REPOSITORY_KEY = str(client_cert), str(client_key)
         assert run("--out", str(tmp_path / "out"))["sent"] == len(receiver.next_connection()) == 7
+    finally:
+        receiver.close()
+
+
+def test_a_refused_client_certificate_is_never_counted_as_delivered(tmp_path):
+    """A TLS 1.3 repository refuses our certificate only after our side of the handshake is done,
+    and its alert can look like the end of a clean shutdown (SSLSocket.unwrap() returned
+    normally for 15 refused connections in 200). Every refused connection must raise."""
+    context, ca, _ = self_signed(tmp_path)
+    _, client_cert, client_key = self_signed(tmp_path, "filmroom")
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(ca)  # trusts only itself, not the sender's certificate
+    receiver = Receiver(context)
+    repository = audit_messages.Repository(
+        "127.0.0.1", receiver.port, tls=True, ca_file=str(ca),
+        cert_file=str(client_cert), key_file=str(client_key),
+    )
+    message = SimpleNamespace(xml=b"<AuditMessage/>" * 200)
+    try:
+        counted = 0
+        for _ in range(100):
+            try:
+                with audit_messages.SyslogSender(repository) as sender:
+                    sender.send(message)
+                counted += 1
+            except OSError:
+                pass
+            assert isinstance(receiver.next_connection(), (ssl.SSLError, OSError))
+        assert counted == 0
     finally:
         receiver.close()
 
