@@ -15,6 +15,7 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import queue
 import stat
 import struct
 import threading
@@ -26,9 +27,11 @@ from dataclasses import dataclass, field
 from io import BytesIO
 from multiprocessing.connection import wait
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from django.utils.translation import gettext_lazy as _
+
+logger = logging.getLogger(__name__)
 
 # Header bytes kept in memory per file; the rest of a file is hashed as it streams past.
 HEADER_LIMIT = 64 * 1024 * 1024
@@ -254,30 +257,85 @@ def hash_file(root_fd: int, os_path: str) -> tuple[int, str]:
         os.close(fd)
 
 
-def _hash_path(root: Path, os_path: str) -> tuple[int, str]:
-    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        return hash_file(root_fd, os_path)
-    finally:
-        os.close(root_fd)
+def _hash_path_within(root: Path, item: DiscItem, seconds: float) -> tuple[int, str] | None:
+    """(size, SHA-256) of one file, or None when unreadable or still being read after `seconds`:
+    a reader stopped for overrunning may have been stuck in the read itself, and the import must
+    not hang on the same file."""
+    with Hashers(root, workers=1) as hashers:
+        for _item, hashed in hashers.run([item], deadline=lambda _item: seconds):
+            return hashed
+    return None
 
 
-def _hash_path_within(root: Path, os_path: str, seconds: float) -> tuple[int, str] | None:
-    """_hash_path, given up after `seconds` (None): a reader stopped for overrunning may have
-    been stuck in the read itself (a scratched disc, a hung stick), and the import must not hang
-    on the same file. A daemon thread stuck in read() does not keep the process alive."""
-    found: list = []
+class Hashers:
+    """Daemon threads hashing disc files, each file against its own deadline: `run` yields
+    (item, (size, sha256)) or (item, None) for a file unreadable or past its deadline, whose
+    thread is then abandoned and replaced. A scratched disc or a hung stick can stall read()
+    itself, and nothing must hang on it: a daemon thread stuck there holds no lock and does not
+    keep the process alive. Used by disc verification, and by the import for a file whose
+    reader process was stopped."""
 
-    def run() -> None:
-        try:
-            found.append(_hash_path(root, os_path))
-        except OSError:
-            pass
+    def __init__(self, root: Path, workers: int):
+        self.root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.workers = max(1, workers)
+        self.todo: queue.SimpleQueue = queue.SimpleQueue()
+        self.done: queue.SimpleQueue = queue.SimpleQueue()
+        self.busy: dict[int, tuple[DiscItem, float]] = {}  # thread ident -> item, deadline
+        self.stopped = threading.Event()
+        self.started = 0
 
-    worker = threading.Thread(target=run, name="filmroom-rehash", daemon=True)
-    worker.start()
-    worker.join(seconds)
-    return found[0] if found else None
+    def __enter__(self) -> Hashers:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopped.set()
+        for _thread in range(self.started):  # one each, so no idle thread waits on for ever
+            self.todo.put(None)
+        # An abandoned thread may still be inside read(): it holds its own descriptor for the
+        # file, not this one, so closing the root now is safe.
+        os.close(self.root_fd)
+
+    def _work(self, deadline_of) -> None:
+        me = threading.get_ident()
+        while not self.stopped.is_set():
+            item = self.todo.get()
+            if item is None or self.stopped.is_set():
+                return
+            self.busy[me] = (item, time.monotonic() + deadline_of(item))
+            try:
+                result = hash_file(self.root_fd, item.os_path)
+            except OSError:
+                result = None
+            if self.busy.pop(me, None) is None:
+                return  # given up on while it read: its item is already answered
+            self.done.put((item, result))
+
+    def _start(self, deadline_of) -> None:
+        self.started += 1
+        threading.Thread(target=self._work, args=(deadline_of,), name="filmroom-hash", daemon=True).start()
+
+    def run(self, items: list, *, deadline) -> Iterator[tuple]:
+        for item in items:
+            self.todo.put(item)
+        for _thread in range(self.workers):
+            self._start(deadline)
+        answered = 0
+        while answered < len(items):
+            soonest = min((due for _item, due in list(self.busy.values())), default=None)
+            wait_for = 1.0 if soonest is None else max(0.0, min(1.0, soonest - time.monotonic()))
+            try:
+                yield self.done.get(timeout=wait_for)
+                answered += 1
+                continue
+            except queue.Empty:
+                pass
+            now = time.monotonic()
+            for ident, (item, due) in list(self.busy.items()):
+                if now >= due and self.busy.pop(ident, None) is not None:
+                    logger.warning("Gave up reading %s after its deadline", item.path)
+                    answered += 1
+                    yield item, None
+                    self._start(deadline)
 
 
 def _file_meta(head: bytes) -> tuple[dict[int, str], int]:
@@ -1203,7 +1261,7 @@ def _index(root: Path, pool: _Pool | None, *, file_timeout: float, pdi_check: bo
             # Most likely the parse failed, not the read: hash it here so a returned disc can
             # still be compared file by file; within the file's own deadline, in case the read
             # was what stalled.
-            hashed = _hash_path_within(root, task.argument, task.timeout)
+            hashed = _hash_path_within(root, by_path[task.path], task.timeout)
             if hashed is not None:
                 result["size"], result["sha256"] = hashed
         size = result.pop("size", by_path[task.path].size)

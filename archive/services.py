@@ -10,14 +10,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import queue
-import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -392,7 +389,7 @@ def disc_hashes(
             files.append(item)
     total_bytes = sum(item.size for item in files)
     done_files = done_bytes = 0
-    with _Hashers(root, workers) as hashers:
+    with indexer.Hashers(root, workers) as hashers:
         for item, result in hashers.run(
             files, deadline=lambda item: file_timeout + item.size / indexer.SLOW_READ_BYTES_PER_SECOND
         ):
@@ -406,74 +403,6 @@ def disc_hashes(
             if progress:
                 progress(done_files, len(files), done_bytes, total_bytes)
     return hashes
-
-
-class _Hashers:
-    """Daemon threads hashing disc files, each file against its own deadline: `run` yields
-    (item, (size, sha256)) or (item, None) for a file unreadable or past its deadline, whose
-    thread is then abandoned and replaced."""
-
-    def __init__(self, root: Path, workers: int):
-        self.root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        self.workers = max(1, workers)
-        self.todo: queue.SimpleQueue = queue.SimpleQueue()
-        self.done: queue.SimpleQueue = queue.SimpleQueue()
-        self.busy: dict[int, tuple[indexer.DiscItem, float]] = {}  # thread ident -> item, deadline
-        self.stopped = threading.Event()
-        self.started = 0
-
-    def __enter__(self) -> _Hashers:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stopped.set()
-        for _thread in range(self.started):  # one each, so no idle thread waits on for ever
-            self.todo.put(None)
-        # An abandoned thread may still be inside read(): it holds its own descriptor for the
-        # file, not this one, so closing the root now is safe.
-        os.close(self.root_fd)
-
-    def _work(self, deadline_of) -> None:
-        me = threading.get_ident()
-        while not self.stopped.is_set():
-            item = self.todo.get()
-            if item is None or self.stopped.is_set():
-                return
-            self.busy[me] = (item, time.monotonic() + deadline_of(item))
-            try:
-                result = indexer.hash_file(self.root_fd, item.os_path)
-            except OSError:
-                result = None
-            if self.busy.pop(me, None) is None:
-                return  # given up on while it read: its item is already answered
-            self.done.put((item, result))
-
-    def _start(self, deadline_of) -> None:
-        self.started += 1
-        threading.Thread(target=self._work, args=(deadline_of,), name="filmroom-verify", daemon=True).start()
-
-    def run(self, items: list, *, deadline) -> Iterator[tuple]:
-        for item in items:
-            self.todo.put(item)
-        for _thread in range(self.workers):
-            self._start(deadline)
-        answered = 0
-        while answered < len(items):
-            soonest = min((due for _item, due in list(self.busy.values())), default=None)
-            wait_for = 1.0 if soonest is None else max(0.0, min(1.0, soonest - time.monotonic()))
-            try:
-                yield self.done.get(timeout=wait_for)
-                answered += 1
-                continue
-            except queue.Empty:
-                pass
-            now = time.monotonic()
-            for ident, (item, due) in list(self.busy.items()):
-                if now >= due and self.busy.pop(ident, None) is not None:
-                    logger.warning("Disc check: gave up reading %s after its deadline", item.path)
-                    answered += 1
-                    yield item, None
-                    self._start(deadline)
 
 
 def disc_verify(

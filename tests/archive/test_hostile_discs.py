@@ -233,10 +233,11 @@ def test_hashing_again_after_a_stopped_reader_gives_up_on_a_read_that_stalls(tmp
     from archive import indexer
 
     released = threading.Event()
-    monkeypatch.setattr(indexer, "_hash_path", lambda root, path: released.wait(60) and (0, ""))
+    monkeypatch.setattr(indexer, "hash_file", lambda root_fd, path: released.wait(60) and (0, ""))
+    item = indexer.DiscItem("DICOM/I0001", "DICOM/I0001", "file")
     started = time.monotonic()
     try:
-        assert indexer._hash_path_within(tmp_path, "DICOM/I0001", 0.3) is None
+        assert indexer._hash_path_within(tmp_path, item, 0.3) is None
         assert time.monotonic() - started < 5
     finally:
         released.set()
